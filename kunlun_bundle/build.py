@@ -1,0 +1,155 @@
+"""Building the image chain: base -> paddle -> suite -> model, each layer once, parents first.
+
+Before any image is built, every input is checked: Dockerfiles match their templates, lock files
+match matrix.yaml, wheels are in the cache with the pinned hashes. Builds run with the network
+off. A failed layer skips the layers above it; the rest go on, and the summary says what happened."""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from . import base as base_rootfs
+from . import cache, docker_api, fetch, host, lock, naming, render, ui
+from .chain import Layer, unique_layers
+from .context import BuildContext
+from .errors import BuildError, BundleError, InputError
+from .matrix import Matrix
+
+
+@dataclass
+class Result:
+    layer: Layer
+    status: str                 # built | cached | failed | skipped
+    seconds: float = 0.0
+    size: Optional[int] = None
+    error: Optional[str] = None
+
+
+def recipe_json(m: Matrix, model: str) -> bytes:
+    """The model's default recipe as the entrypoint reads it (/opt/kunlun/recipe.json)."""
+    spec = m.models[model]
+    recipe = {"Bundle": {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite},
+              **spec.recipe}
+    return (json.dumps(recipe, indent=2, sort_keys=True) + "\n").encode()
+
+
+def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
+    """Fail before building anything if a Dockerfile or lock file is out of date."""
+    stale = [f"{layer.dockerfile}" for layer in layers
+             if not (root / layer.dockerfile).is_file()
+             or (root / layer.dockerfile).read_text(encoding="utf-8") != render.render_layer(m, layer, root)]
+    if stale:
+        raise InputError(f"Dockerfiles out of date with templates/ or matrix.yaml: {', '.join(stale)}",
+                         hint="run `invoke render` and commit the result")
+    stale = [f"{layer.lock}" for layer in layers if layer.lock and not lock.is_current(m, layer, root)]
+    if stale:
+        raise InputError(f"lock files missing or out of date with matrix.yaml: {', '.join(stale)}",
+                         hint="run `invoke lock` and commit the result")
+
+
+def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
+    ctx = BuildContext(mtime=m.bases[m.flavours[layer.flavour].base if layer.flavour else layer.name].source_date_epoch)
+    ctx.add_file("Dockerfile", root / layer.dockerfile)
+    if layer.kind == "base":
+        with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
+            ctx.add_file("rootfs.tar", base_rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail))
+    elif layer.lock:
+        locked = lock.LockFile.read(root / layer.lock)
+        ctx.add_file("lock.txt", root / layer.lock)
+        for wheel in locked.wheels:
+            path = fetch.cached(wheel)
+            if not path.exists():
+                raise InputError(f"{wheel.filename} is not in the cache ({path.parent})", hint="run `invoke fetch`")
+            ctx.add_file(f"wheels/{wheel.filename}", path, sha256=wheel.sha256)
+    else:
+        ctx.add_tree("entrypoints", root / "entrypoints")
+        ctx.add_bytes("recipe.json", recipe_json(m, layer.name))
+    return ctx
+
+
+def labels_for(m: Matrix, layer: Layer, root: Path) -> dict[str, str]:
+    """Labels that depend on more than the Dockerfile (the lock file's own hash)."""
+    if layer.lock:
+        return {"io.kunlun.lock.sha256": fetch.sha256_of(root / layer.lock)}
+    return {}
+
+
+def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool) -> Result:
+    start = time.monotonic()
+    before = docker_api.image_id(client, layer.image)
+    if layer.kind == "base" and before and not no_cache:
+        # Bases are bootstrapped once; `invoke base --force` (or --no-cache) makes a new one.
+        return Result(layer, "cached", 0.0, docker_api.image(client, layer.image).attrs["Size"])
+    with ui.step(f"build {layer.image}"):
+        ctx = context_for(m, layer, root, native)
+        with ctx.tarball(cache.scratch()) as tarball:
+            def show(line: str) -> None:
+                if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
+                    ui.detail(line)
+            new_id = docker_api.build(client, tarball, layer.image, layer.arch.platform, nocache=no_cache,
+                                      labels=labels_for(m, layer, root), on_line=show)
+    if layer.kind == "base":
+        dated = naming.base_dated_image(m, layer.name, layer.arch.name, datetime.date.today().strftime("%Y%m%d"))
+        client.images.get(new_id).tag(*dated.rsplit(":", 1))
+    size = client.images.get(new_id).attrs["Size"]
+    return Result(layer, "cached" if before == new_id else "built", time.monotonic() - start, size)
+
+
+def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Path] = None) -> None:
+    wheels = {w.filename: w for layer in layers if layer.lock
+              for w in lock.LockFile.read(root / layer.lock).wheels}
+    missing = [w for w in wheels.values() if not fetch.cached(w).exists()]
+    label = f"fetch {len(missing)} of {len(wheels)} wheels into {cache.wheels()}" if missing \
+        else f"verify {len(wheels)} cached wheels"
+    with ui.step(label):
+        fetch.fetch(wheels.values(), source=source)
+
+
+def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cache: bool = False,
+                 verbose: bool = False) -> dict[str, Result]:
+    """Build the given layers (parents first) and return their results by image."""
+    check_inputs(m, layers, root)
+    native = m.arch_registry.native()
+    for arch in {layer.arch for layer in layers}:
+        host.require_binfmt(arch, native)   # fail now, not after an hour of building
+    fetch_inputs(m, layers, root)
+    client = docker_api.client()
+    results: dict[str, Result] = {}
+    for layer in layers:
+        parent = results.get(layer.parent.image) if layer.parent else None
+        if parent and parent.status in ("failed", "skipped"):
+            results[layer.image] = Result(layer, "skipped", error=f"{layer.parent.image} {parent.status}")
+            continue
+        try:
+            results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose)
+        except BundleError as exc:
+            ui.error(exc.message, exc.hint)
+            results[layer.image] = Result(layer, "failed", error=exc.message.splitlines()[0])
+    return results
+
+
+def build(m: Matrix, model_layers: list[Layer], root: Path = Path("."), no_cache: bool = False,
+          verbose: bool = False) -> list[Result]:
+    """Build the chains of the given model layers, then tag the host's default builds `latest`."""
+    results = build_layers(m, unique_layers(model_layers), root, no_cache, verbose)
+    native, default = m.arch_registry.native(), naming.default_flavour(m)
+    client = docker_api.client()
+    for layer in model_layers:
+        if results[layer.image].status in ("built", "cached") and layer.arch == native and layer.flavour == default:
+            client.images.get(layer.image).tag(*naming.model_latest(m, layer.name).rsplit(":", 1))
+    return list(results.values())
+
+
+def summarise(results: list[Result]) -> None:
+    rows = [[r.layer.image, r.status, ui.size(r.size), ui.seconds(r.seconds) if r.status == "built" else "-",
+             r.error or ""] for r in results]
+    ui.table(["image", "status", "size", "build time", "note"], rows, title="Build summary", console=ui.err)
+    counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed", "skipped")}
+    ui.info(", ".join(f"{n} {s}" for s, n in counts.items()))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise BuildError(f"{len(failed)} image(s) failed to build: {', '.join(r.layer.image for r in failed)}")

@@ -1,0 +1,112 @@
+"""The image chain of a matrix cell: base -> paddle -> suite -> model. Each Layer knows its image
+name, its parent, its template and rendered Dockerfile, and its lock file; render, lock, fetch and
+build all walk these, so a layer is described once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import naming
+from .arch import Arch
+from .errors import UsageError
+from .matrix import Matrix, Status
+
+KINDS = ("base", "paddle", "suite", "model")
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str                    # one of KINDS
+    name: str                    # base release, flavour, suite or model name
+    arch: Arch
+    flavour: Optional[str]
+    image: str                   # the tag this layer is built as
+    parent: Optional["Layer"] = field(default=None, compare=False, repr=False)
+
+    @property
+    def cell(self) -> str:
+        """Short id used in file names and messages, e.g. 'paddleclas/cpu-x86_64'."""
+        if self.kind == "base":
+            return f"base/{self.name}-{self.arch.name}"
+        prefix = "paddle" if self.kind == "paddle" else self.name
+        return f"{prefix}/{self.flavour}-{self.arch.name}"
+
+    @property
+    def dockerfile(self) -> Path:
+        return Path("dockerfiles") / f"{self.cell}.Dockerfile"
+
+    @property
+    def template(self) -> str:
+        return f"{self.kind}.Dockerfile.j2"
+
+    @property
+    def lock(self) -> Optional[Path]:
+        """Hash-pinned wheels this layer installs: one lock per arch x flavour x (paddle | suite)."""
+        if self.kind == "paddle":
+            return Path("locks") / self.arch.name / self.flavour / "paddle.txt"
+        if self.kind == "suite":
+            return Path("locks") / self.arch.name / self.flavour / f"{self.name}.txt"
+        return None
+
+    def ancestry(self) -> list["Layer"]:
+        """This layer and its parents, base first."""
+        chain, layer = [], self
+        while layer is not None:
+            chain.append(layer)
+            layer = layer.parent
+        return chain[::-1]
+
+
+def model_layer(m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
+    """The model's layer with its whole chain attached through .parent."""
+    f, s = m.flavours[flavour], m.models[model].suite
+    base = Layer("base", f.base, arch, None, naming.base_image(m, f.base, arch.name))
+    paddle = Layer("paddle", flavour, arch, flavour, naming.paddle_image(m, flavour, arch.name), base)
+    suite = Layer("suite", s, arch, flavour, naming.suite_image(m, s, flavour, arch.name), paddle)
+    return Layer("model", model, arch, flavour, naming.model_image(m, model, flavour, arch.name), suite)
+
+
+def select(m: Matrix, models: list[str] | None, flavours: list[str] | None,
+           archs: list[Arch]) -> list[Layer]:
+    """Model layers for the cells asked for; unknown or not-ready names are usage errors.
+    A cell an arch can't have (model or flavour lacks the arch) is skipped, not an error,
+    unless nothing at all is left."""
+    for name in models or []:
+        if name not in m.models:
+            raise UsageError(f"unknown model '{name}'", hint=f"models: {', '.join(m.models)}")
+        if m.models[name].status is not Status.ready:
+            raise UsageError(f"model '{name}' is not ready to build: {m.models[name].reason or 'planned'}",
+                             hint=f"ready models: {', '.join(m.ready_models())}")
+    for name in flavours or []:
+        if name not in m.flavours:
+            raise UsageError(f"unknown flavour '{name}'", hint=f"flavours: {', '.join(m.flavours)}")
+        if m.flavours[name].status is not Status.ready:
+            raise UsageError(f"flavour '{name}' is not ready to build: {m.flavours[name].reason or 'planned'}",
+                             hint=f"ready flavours: {', '.join(m.ready_flavours())}")
+    layers = [model_layer(m, model, flavour, arch)
+              for model in (models or m.ready_models())
+              for flavour in (flavours or [naming.default_flavour(m)])
+              for arch in archs
+              if arch.name in m.model_archs(model, flavour)]
+    if not layers:
+        raise UsageError("no matrix cell matches those models, flavours and archs",
+                         hint="`invoke list` shows which archs and flavours each model has")
+    return layers
+
+
+def all_ready(m: Matrix) -> list[Layer]:
+    """Every buildable model layer in the matrix (every ready model x ready flavour x its archs)."""
+    return [model_layer(m, model, flavour, m.arch_registry[arch])
+            for model in m.ready_models()
+            for flavour in m.ready_flavours()
+            for arch in m.model_archs(model, flavour)]
+
+
+def unique_layers(model_layers: list[Layer]) -> list[Layer]:
+    """Every layer the given chains need, each once, parents before children."""
+    seen: dict[str, Layer] = {}
+    for top in model_layers:
+        for layer in top.ancestry():
+            seen.setdefault(layer.image, layer)
+    return list(seen.values())

@@ -1,0 +1,65 @@
+"""The small wrapper around the Docker SDK the bundle uses: connect with a clear error, look up
+images, build from a context tarball with the network off, run containers."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import docker
+import docker.errors
+
+from .errors import BuildError, HostError
+
+
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=900)
+        c.ping()
+        return c
+    except docker.errors.DockerException as exc:
+        raise HostError(f"the Docker daemon is not reachable: {exc}",
+                        hint="start it (`sudo service docker start` or `sudo systemctl start docker`) "
+                             "and check that this user may use /var/run/docker.sock") from None
+
+
+def image(c: docker.DockerClient, tag: str):
+    try:
+        return c.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def image_id(c: docker.DockerClient, tag: str) -> Optional[str]:
+    found = image(c, tag)
+    return found.id if found else None
+
+
+def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: bool = False,
+          labels: Optional[dict] = None, on_line: Callable[[str], None] = lambda line: None) -> str:
+    """Build an image from a context tarball with no network; returns the image id."""
+    image_id, log = None, []
+    try:
+        stream = c.api.build(fileobj=context, custom_context=True, tag=tag, platform=platform,
+                             network_mode="none", rm=True, forcerm=True, nocache=nocache, pull=False,
+                             labels=labels or {}, decode=True)
+        for chunk in stream:
+            if "error" in chunk:
+                raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n    "
+                                 + "\n    ".join(log[-25:]))
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            for line in chunk.get("stream", "").splitlines():
+                if line.strip():
+                    log.append(line.rstrip())
+                    on_line(line.rstrip())
+    except docker.errors.APIError as exc:
+        raise BuildError(f"building {tag} failed: {exc.explanation or exc}") from None
+    if image_id is None:
+        image_id = image_id_of(c, tag)
+    return image_id
+
+
+def image_id_of(c: docker.DockerClient, tag: str) -> str:
+    found = image(c, tag)
+    if found is None:
+        raise BuildError(f"building {tag} reported success but the image is missing")
+    return found.id

@@ -1,0 +1,51 @@
+"""Facts about the host that builds depend on: tools, binfmt emulation, disk space. `doctor`
+reports them all; `base` and `build` require the ones they need and fail fast with the fix."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .arch import Arch
+from .errors import HostError  # noqa: F401  (re-exported for doctor)
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+def binfmt_fix(arch: Arch) -> str:
+    return ("sudo apt-get install -y qemu-user-static binfmt-support && "
+            f"sudo mount -t binfmt_misc binfmt_misc {BINFMT_DIR} 2>/dev/null; "
+            f"sudo update-binfmts --enable qemu-{arch.name}")
+
+
+def binfmt_status(arch: Arch, native: Arch, root: Path = BINFMT_DIR) -> tuple[bool, str]:
+    """Can this host run `arch` binaries? Natively, or through an enabled qemu binfmt handler."""
+    if arch == native:
+        return True, "native"
+    handler = root / f"qemu-{arch.name}"
+    if not handler.exists():
+        return False, f"no binfmt handler {handler}"
+    state = handler.read_text().splitlines()[0].strip()
+    if state != "enabled":
+        return False, f"{handler} is {state}"
+    return True, f"emulated by {handler}"
+
+
+def require_binfmt(arch: Arch, native: Arch) -> None:
+    ok, why = binfmt_status(arch, native)
+    if not ok:
+        raise HostError(f"this {native.name} host cannot run {arch.name} binaries ({why})",
+                        hint=f"enable qemu emulation: {binfmt_fix(arch)}")
+
+
+def require_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise HostError(f"`{name}` is not installed", hint=f"sudo apt-get install -y {package}")
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    path = Path(path)
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -1,0 +1,295 @@
+"""matrix.yaml: its schema (pydantic models with unknown keys forbidden), the cross-reference
+rules a schema cannot express, and error messages that name file:line, the key path and what
+was expected. `load()` is the only way the rest of the bundle reads the matrix."""
+from __future__ import annotations
+
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .arch import KEYWORDS, Arch, Archs
+from .errors import MatrixError
+
+NAME = r"^[a-z0-9][a-z0-9._-]*$"   # usable in image names, tags and file names
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Status(str, Enum):
+    ready = "ready"       # rendered, locked and built
+    planned = "planned"   # declared, shown by `invoke list`, not built yet
+
+
+class Bundle(_Strict):
+    namespace: str = Field(pattern=NAME)
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+
+
+class ArchSpec(_Strict):
+    aliases: list[str] = []
+    platform: str = Field(pattern=r"^linux/[a-z0-9/]+$")
+    debian: str = Field(pattern=NAME)
+
+
+class Base(_Strict):
+    release: str = Field(pattern=NAME)
+    mirror: str = Field(pattern=r"^https?://")
+    python: str = Field(pattern=r"^\d+\.\d+$")
+    glibc: str = Field(pattern=r"^\d+\.\d+$")
+    source_date_epoch: int = Field(ge=0)
+    packages: list[str] = Field(min_length=1)
+
+
+class Flavour(_Strict):
+    description: str
+    status: Status = Status.ready
+    reason: Optional[str] = None
+    base: str
+    paddle: dict[str, str]          # arch -> pinned Paddle requirement
+    requirements: list[str] = []
+
+
+class Suite(_Strict):
+    version: str
+    status: Status = Status.ready
+    reason: Optional[str] = None
+    package: Optional[str] = None   # PyPI name when it differs from the suite's key
+    requirements: list[str] = []
+
+    def requirement(self, name: str) -> str:
+        return f"{self.package or name}=={self.version}"
+
+
+class Model(_Strict):
+    title: str
+    suite: str
+    task: str
+    archs: list[str] = Field(min_length=1)
+    status: Status = Status.ready
+    reason: Optional[str] = None
+    recipe: Optional[dict[str, dict[str, Any]]] = None
+
+
+class Matrix(_Strict):
+    bundle: Bundle
+    archs: dict[str, ArchSpec] = Field(min_length=1)
+    bases: dict[str, Base] = Field(min_length=1)
+    flavours: dict[str, Flavour] = Field(min_length=1)
+    suites: dict[str, Suite] = Field(min_length=1)
+    models: dict[str, Model] = Field(min_length=1)
+
+    # Set by load(); not part of the file.
+    path: Path = Field(default=Path("matrix.yaml"), exclude=True)
+
+    @property
+    def arch_registry(self) -> Archs:
+        return Archs([Arch(n, a.platform, a.debian, tuple(a.aliases)) for n, a in self.archs.items()])
+
+    def ready_models(self) -> list[str]:
+        return [n for n, m in self.models.items() if m.status is Status.ready]
+
+    def ready_flavours(self) -> list[str]:
+        return [n for n, f in self.flavours.items() if f.status is Status.ready]
+
+    def paddle_version(self, flavour: str, arch: str) -> str:
+        return str(Requirement(self.flavours[flavour].paddle[arch]).specifier).lstrip("=")
+
+    def model_archs(self, model: str, flavour: str) -> list[str]:
+        """Archs a model can be built for in a flavour: those it supports that the flavour pins Paddle for."""
+        return [a for a in self.models[model].archs if a in self.flavours[flavour].paddle]
+
+
+# --- loading -----------------------------------------------------------------------------
+
+class _Source:
+    """The parsed YAML plus the line of every key path, for messages."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lines: dict[tuple, int] = {}
+        self.duplicates: list[tuple[tuple, int]] = []
+        text = path.read_text(encoding="utf-8")
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            self.data = self._build(loader, node, ()) if node is not None else None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise MatrixError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        finally:
+            loader.dispose()
+
+    def _build(self, loader, node, at: tuple):
+        self.lines.setdefault(at, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if key in out:
+                    self.duplicates.append((at + (key,), key_node.start_mark.line + 1))
+                out[key] = self._build(loader, value_node, at + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._build(loader, item, at + (i,)) for i, item in enumerate(node.value)]
+        return loader.construct_object(node, deep=True)
+
+    def where(self, at: tuple) -> str:
+        for n in range(len(at), -1, -1):   # the nearest key that exists in the file
+            if at[:n] in self.lines:
+                return f"{self.path}:{self.lines[at[:n]]}"
+        return str(self.path)
+
+
+def _dotted(at: tuple) -> str:
+    return ".".join(str(p) for p in at) or "(top level)"
+
+
+def _fields_at(at: tuple) -> list[str]:
+    """The keys the schema allows at a key path, for 'unknown key' messages."""
+    cls: Any = Matrix
+    for part in at:
+        origin = typing.get_origin(cls)
+        if origin is dict or origin is list:
+            cls = typing.get_args(cls)[-1]
+        elif origin is typing.Union:
+            cls = next(a for a in typing.get_args(cls) if a is not type(None))
+            origin = typing.get_origin(cls)
+            cls = typing.get_args(cls)[-1] if origin in (dict, list) else cls
+        elif isinstance(cls, type) and issubclass(cls, BaseModel):
+            field = cls.model_fields.get(str(part))
+            if field is None:
+                return []
+            cls = field.annotation
+        else:
+            return []
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return [n for n, f in cls.model_fields.items() if not f.exclude]
+    return []
+
+
+def _schema_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
+    problems = []
+    for err in exc.errors():
+        at = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(_fields_at(at[:-1]))
+            problems.append((at, f"unknown key '{at[-1]}' (expected one of: {allowed})"))
+        elif err["type"] == "missing":
+            problems.append((at, "missing required key"))
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+            problems.append((at, f"{err['msg']}{shown}"))
+    return problems
+
+
+def _reference_problems(m: Matrix) -> list[tuple[tuple, str]]:
+    """Rules across sections: names that must exist, pins that must be exact, aliases that must be unique."""
+    problems: list[tuple[tuple, str]] = []
+
+    def one_of(names) -> str:
+        return ", ".join(names)
+
+    seen: dict[str, str] = {}
+    for name, spec in m.archs.items():
+        for i, alias in enumerate([name, *spec.aliases]):
+            at = ("archs", name) if i == 0 else ("archs", name, "aliases", i - 1)
+            if alias.lower() in KEYWORDS:
+                problems.append((at, f"'{alias}' is a keyword (native, all), not usable as an arch name"))
+            elif alias.lower() in seen:
+                problems.append((at, f"'{alias}' already names arch '{seen[alias.lower()]}'"))
+            seen[alias.lower()] = name
+
+    for name, flavour in m.flavours.items():
+        if flavour.base not in m.bases:
+            problems.append((("flavours", name, "base"),
+                             f"unknown base '{flavour.base}' (expected one of: {one_of(m.bases)})"))
+        if flavour.status is Status.ready and not flavour.paddle:
+            problems.append((("flavours", name, "paddle"), "a ready flavour must pin Paddle for at least one arch"))
+        for arch, req in flavour.paddle.items():
+            at = ("flavours", name, "paddle", arch)
+            if arch not in m.archs:
+                problems.append((at, f"unknown arch '{arch}' (expected one of: {one_of(m.archs)})"))
+            problems += _pinned(at, req)
+        for i, req in enumerate(flavour.requirements):
+            problems += _valid(("flavours", name, "requirements", i), req)
+
+    for name, suite in m.suites.items():
+        for i, req in enumerate(suite.requirements):
+            problems += _valid(("suites", name, "requirements", i), req)
+
+    for name, model in m.models.items():
+        if not _matches(NAME, name):
+            problems.append((("models", name), "model names must be lower-case letters, digits, '.', '_' or '-'"))
+        if model.suite not in m.suites:
+            problems.append((("models", name, "suite"),
+                             f"unknown suite '{model.suite}' (expected one of: {one_of(m.suites)})"))
+        elif model.status is Status.ready and m.suites[model.suite].status is not Status.ready:
+            problems.append((("models", name, "status"), f"model is ready but its suite '{model.suite}' is not"))
+        for i, arch in enumerate(model.archs):
+            if arch not in m.archs:
+                problems.append((("models", name, "archs", i),
+                                 f"unknown arch '{arch}' (expected one of: {one_of(m.archs)})"))
+        if len(set(model.archs)) != len(model.archs):
+            problems.append((("models", name, "archs"), "an arch is listed twice"))
+        if model.status is Status.ready and not model.recipe:
+            problems.append((("models", name, "recipe"), "a ready model needs a recipe"))
+    return problems
+
+
+def _matches(pattern: str, text: str) -> bool:
+    import re
+    return re.match(pattern, text) is not None
+
+
+def _valid(at: tuple, req: str) -> list[tuple[tuple, str]]:
+    try:
+        Requirement(req)
+    except InvalidRequirement as exc:
+        return [(at, f"not a valid requirement '{req}': {exc}")]
+    return []
+
+
+def _pinned(at: tuple, req: str) -> list[tuple[tuple, str]]:
+    bad = _valid(at, req)
+    if bad:
+        return bad
+    spec = list(Requirement(req).specifier)
+    if len(spec) != 1 or spec[0].operator != "==":
+        return [(at, f"Paddle must be pinned exactly, like 'paddlepaddle==3.2.2' (got '{req}')")]
+    return []
+
+
+def load(path: str | Path = "matrix.yaml") -> Matrix:
+    """Read and validate a matrix file; any problem raises MatrixError listing every problem found."""
+    path = Path(path)
+    if not path.is_file():
+        raise MatrixError(f"{path}: no such file", hint="run tasks from the repository root")
+    source = _Source(path)
+    problems = [(at, f"duplicate key '{at[-1]}' (first defined at line {source.lines.get(at, '?')})")
+                for at, _ in source.duplicates]
+    if not isinstance(source.data, dict):
+        raise MatrixError(f"{path}:1: expected a mapping of sections (bundle, archs, bases, flavours, suites, models)")
+    matrix = None
+    try:
+        matrix = Matrix.model_validate(source.data)
+    except ValidationError as exc:
+        problems += _schema_problems(exc)
+    if matrix is not None:
+        problems += _reference_problems(matrix)
+    if problems:
+        lines = []
+        for at, message in problems:
+            where = next((f"{path}:{line}" for dup, line in source.duplicates if dup == at), source.where(at))
+            lines.append(f"{where}: {_dotted(at)}: {message}")
+        noun = "problem" if len(lines) == 1 else "problems"
+        raise MatrixError(f"{path} has {len(lines)} {noun}:\n  " + "\n  ".join(lines))
+    return matrix.model_copy(update={"path": path})

@@ -1,0 +1,89 @@
+"""templates/ + matrix.yaml -> dockerfiles/. Rendering is a pure function of its inputs (same
+input, same bytes); `check()` reports files that rendering would change, add or delete."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import layout
+from .chain import Layer, all_ready, unique_layers
+from .matrix import Matrix
+
+OUTPUT_DIR = Path("dockerfiles")
+
+
+def _environment(templates: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,   # a typo in a template is an error, not an empty string
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def variables(m: Matrix, layer: Layer) -> dict:
+    """Everything a template may use for one layer."""
+    flavour = m.flavours[layer.flavour] if layer.flavour else None
+    base_name = flavour.base if flavour else layer.name
+    values = {
+        "layer": layer,
+        "parent": layer.parent.image if layer.parent else None,
+        "base": m.bases[base_name],
+        "venv": layout.VENV,
+        "user": layout.USER,
+        "paddle_version": m.paddle_version(layer.flavour, layer.arch.name) if layer.flavour else None,
+    }
+    if layer.kind == "suite":
+        values.update(suite=m.suites[layer.name], suite_dir=layout.suite_dir(layer.name))
+    if layer.kind == "model":
+        model = m.models[layer.name]
+        values.update(model=model, suite=m.suites[model.suite])
+    return values
+
+
+def render_layer(m: Matrix, layer: Layer, root: Path = Path(".")) -> str:
+    return _environment(root / "templates").get_template(layer.template).render(variables(m, layer))
+
+
+def render_all(m: Matrix, root: Path = Path(".")) -> dict[Path, str]:
+    """Every Dockerfile of every buildable cell, keyed by path relative to root."""
+    env = _environment(root / "templates")
+    return {layer.dockerfile: env.get_template(layer.template).render(variables(m, layer))
+            for layer in unique_layers(all_ready(m))}
+
+
+@dataclass(frozen=True)
+class Drift:
+    path: Path
+    change: str   # "changed", "missing" (would be added) or "stale" (would be deleted)
+
+
+def check(rendered: dict[Path, str], root: Path = Path(".")) -> list[Drift]:
+    drift = []
+    for rel, text in sorted(rendered.items()):
+        path = root / rel
+        if not path.exists():
+            drift.append(Drift(rel, "missing"))
+        elif path.read_text(encoding="utf-8") != text:
+            drift.append(Drift(rel, "changed"))
+    for path in sorted((root / OUTPUT_DIR).rglob("*.Dockerfile")):
+        if path.relative_to(root) not in rendered:
+            drift.append(Drift(path.relative_to(root), "stale"))
+    return drift
+
+
+def write(rendered: dict[Path, str], root: Path = Path(".")) -> list[Drift]:
+    """Bring dockerfiles/ in line with the rendering; returns what changed."""
+    drift = check(rendered, root)
+    for d in drift:
+        path = root / d.path
+        if d.change == "stale":
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rendered[d.path], encoding="utf-8")
+    return drift

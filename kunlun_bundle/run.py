@@ -1,0 +1,72 @@
+"""Running a model's container: mounts, CPU limits and the entrypoint's arguments filled in,
+network off, logs streamed, the container removed afterwards (also on Ctrl-C)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import docker.errors
+
+from . import docker_api, layout, ui
+from .chain import Layer
+from .errors import RunError
+from .matrix import Matrix
+
+
+def _output_dir(path: str) -> Path:
+    """Create the output directory if needed, writable by the container's user."""
+    out = Path(path).expanduser().resolve()
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    if os.getuid() == 0 and created:
+        # Root on the host, non-root in the container: hand a directory we created to that user.
+        os.chown(out, layout.USER.uid, layout.USER.uid)
+    return out
+
+
+def container_options(layer: Layer, data: Optional[str], output: Optional[str], args: list[str],
+                      cpus: Optional[float] = None) -> dict:
+    """The docker run options for a training container (no Docker calls: unit-tested)."""
+    volumes, command = {}, list(args)
+    if data:
+        src = Path(data).expanduser().resolve()
+        if not src.is_dir():
+            raise RunError(f"--data {data}: not a directory")
+        volumes[str(src)] = {"bind": layout.DATA_MOUNT, "mode": "ro"}
+        command += ["--data", layout.DATA_MOUNT]
+    if output:
+        volumes[str(_output_dir(output))] = {"bind": layout.OUTPUT_MOUNT, "mode": "rw"}
+        command += ["--output", layout.OUTPUT_MOUNT]
+    options = dict(image=layer.image, command=command, volumes=volumes, network_mode="none",
+                   platform=layer.arch.platform, shm_size="1g", labels={"io.kunlun.run": layer.name})
+    if os.getuid() != 0:
+        options["user"] = f"{os.getuid()}:{os.getgid()}"   # files in --output belong to the caller
+    if cpus:
+        options["nano_cpus"] = int(float(cpus) * 1e9)
+    return options
+
+
+def run(m: Matrix, layer: Layer, data: Optional[str] = None, output: Optional[str] = None,
+        args: list[str] = (), cpus: Optional[float] = None) -> int:
+    """Run the container to completion, streaming its output; returns its exit code."""
+    client = docker_api.client()
+    if docker_api.image(client, layer.image) is None:
+        raise RunError(f"image {layer.image} is not built",
+                       hint=f"run `invoke build --model {layer.name} --arch {layer.arch.name}`")
+    options = container_options(layer, data, output, list(args), cpus)
+    ui.info(f"[bold]run[/] {layer.image} {' '.join(options['command'])}")
+    try:
+        container = client.containers.run(detach=True, **options)
+    except docker.errors.APIError as exc:
+        raise RunError(f"could not start {layer.image}: {exc.explanation or exc}") from None
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            ui.out.file.write(chunk.decode(errors="replace"))
+            ui.out.file.flush()
+        return container.wait()["StatusCode"]
+    except KeyboardInterrupt:
+        container.stop(timeout=10)
+        raise
+    finally:
+        container.remove(force=True)

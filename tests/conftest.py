@@ -1,0 +1,54 @@
+"""Shared fixtures. Unit tests need neither Docker nor the network; tests/integration does."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "entrypoints")]   # the host package, and the in-image one
+
+from kunlun_bundle import matrix as matrix_mod  # noqa: E402
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def matrix():
+    return matrix_mod.load(ROOT / "matrix.yaml")
+
+
+@pytest.fixture
+def small_matrix():
+    """A fixed matrix for golden tests: it changes only when the tests say so."""
+    return matrix_mod.load(ROOT / "tests/data/matrix-small.yaml")
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """templates/, dockerfiles/, locks/ and matrix.yaml copied where a test may change them."""
+    for name in ("templates", "dockerfiles", "locks"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "matrix.yaml", tmp_path / "matrix.yaml")
+    return tmp_path
+
+
+@pytest.fixture
+def write_matrix(tmp_path):
+    """Write the real matrix with a change applied; returns its path."""
+    def write(change=None, text: str | None = None) -> Path:
+        path = tmp_path / "matrix.yaml"
+        if text is None:
+            data = yaml.safe_load((ROOT / "matrix.yaml").read_text())
+            if change:
+                change(data)
+            text = yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text)
+        return path
+    return write
