@@ -27,11 +27,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, expected: str) -> None:
+def verify(path: Path, expected: str, name: Optional[str] = None, origin: Optional[str] = None) -> None:
     actual = sha256_of(path)
     if actual != expected:
         raise HashMismatchError(
-            f"{path.name}: sha256 mismatch (lock file pins {expected}, file has {actual}): {path}",
+            f"{name or path.name}: sha256 mismatch (lock file pins {expected}, file has {actual}): {origin or path}",
             hint="the file is corrupt or was replaced; delete it and run `invoke fetch` again")
 
 
@@ -69,7 +69,7 @@ def fetch(wheels: Iterable[Wheel], source: Optional[Path] = None, directory: Opt
                     shutil.copyfile(origin, part)
                 else:
                     _download(wheel.url, part, lambda n: progress(wheel, n))
-                verify(part, wheel.sha256)
+                verify(part, wheel.sha256, wheel.filename, str(source / wheel.filename) if source else wheel.url)
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise

@@ -3,9 +3,12 @@ then import Paddle and train. Errors a user can fix print one line and exit 2.""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
+import warnings
 
 from . import checkpoint, recipe as recipes, resources
 from .errors import TrainError
@@ -70,9 +73,25 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     return args, recipe
 
 
-def train(args: argparse.Namespace, recipe: dict) -> int:
+# Paddle's import-time notices that say nothing to a user of this image: it warns whenever
+# OMP_NUM_THREADS > 1 (we set it on purpose) and when ccache, a compiler cache, is missing.
+_IMPORT_NOISE = ("OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
+
+
+def import_paddle():
+    warnings.filterwarnings("ignore", message="No ccache found")
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):
+        import paddle
+    for line in captured.getvalue().splitlines():
+        if not line.startswith(_IMPORT_NOISE):
+            print(line, file=sys.stderr)
+    return paddle
+
+
+def train(args: argparse.Namespace, recipe: dict, started: float) -> int:
     resources.apply_threads(recipe["Global"]["threads"])   # before Paddle is imported
-    import paddle                                         # noqa: E402  (needs the thread env)
+    paddle = import_paddle()
     from .steplog import StepLog
     from .trainers import for_task
 
@@ -94,7 +113,7 @@ def train(args: argparse.Namespace, recipe: dict) -> int:
             print(f"[{model}] resumed from {directory} (step {done})", flush=True)
     print(f"[{model}] training steps {first}..{total} on {trainer.describe_data()}, "
           f"batch {trainer.samples_per_step()}", flush=True)
-    log = StepLog(model, trainer.unit, device)
+    log = StepLog(model, trainer.unit, device, started=started)
     saved = None
 
     def save(step: int):
@@ -115,13 +134,14 @@ def train(args: argparse.Namespace, recipe: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     try:
         args, recipe = prepare(sys.argv[1:] if argv is None else argv)
         if args.print_recipe:
             import json
             print(json.dumps(recipe, indent=2, sort_keys=True))
             return 0
-        return train(args, recipe)
+        return train(args, recipe, started)
     except TrainError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

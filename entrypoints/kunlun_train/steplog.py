@@ -12,9 +12,9 @@ import time
 
 
 class StepLog:
-    def __init__(self, model: str, unit: str, device: str, out=sys.stdout):
+    def __init__(self, model: str, unit: str, device: str, out=sys.stdout, started: float | None = None):
         self.model, self.unit, self.device, self.out = model, unit, device, out
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started   # process start, for latency
         self.first_step_at: float | None = None
         self.records: list[tuple[int, float, float, float]] = []   # step, loss, seconds, samples
 

@@ -1,0 +1,196 @@
+"""The in-image entrypoint's logic, run on the host without Paddle or Docker: arguments,
+recipes and overrides, CPU detection, dataset validation, the log format, checkpoints."""
+import io
+import json
+
+import pytest
+
+from kunlun_train import checkpoint, cli, datasets, recipe, resources
+from kunlun_train.errors import TrainError
+from kunlun_train.steplog import StepLog
+
+RECIPE = {"Bundle": {"model": "resnet50", "task": "classification", "suite": "paddleclas"},
+          "Global": {"steps": 10, "image_size": 224, "seed": 42},
+          "Arch": {"name": "ResNet50", "class_num": 1000},
+          "DataLoader": {"batch_size": 2},
+          "Optimizer": {"name": "Momentum", "momentum": 0.9, "learning_rate": 0.01}}
+
+
+@pytest.fixture
+def recipe_file(tmp_path, monkeypatch):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(RECIPE))
+    monkeypatch.setenv("KUNLUN_RECIPE", str(path))
+    monkeypatch.setenv("KUNLUN_MODEL", "resnet50")
+    return path
+
+
+# --- recipes and -o overrides ------------------------------------------------------------
+
+def test_overrides_parse_values_like_paddleclas():
+    out = recipe.override(RECIPE, ["Optimizer.learning_rate=0.1", "Arch.class_num=102", "Arch.name=VGG16"])
+    assert out["Optimizer"]["learning_rate"] == 0.1
+    assert out["Arch"]["class_num"] == 102
+    assert out["Arch"]["name"] == "VGG16"
+    assert RECIPE["Arch"]["class_num"] == 1000, "the original recipe is left alone"
+
+
+def test_an_unknown_override_key_is_an_error_naming_the_known_ones():
+    with pytest.raises(TrainError) as info:
+        recipe.override(RECIPE, ["Global.stpes=3"])
+    assert "unknown recipe key 'Global.stpes'" in str(info.value)
+    assert "Global.steps" in str(info.value)
+
+
+def test_an_override_needs_an_equals_sign():
+    with pytest.raises(TrainError, match="expected KEY=VALUE"):
+        recipe.override(RECIPE, ["Global.steps"])
+
+
+def test_shortcut_flags_and_defaults(recipe_file):
+    args, effective = cli.prepare(["--steps", "3", "--batch-size", "4", "--threads", "1"])
+    assert effective["Global"]["steps"] == 3
+    assert effective["DataLoader"]["batch_size"] == 4
+    assert effective["DataLoader"]["train_list"] == "train_list.txt"   # the task's default
+    assert effective["Global"]["threads"] == 1 and args.threads_reason == "--threads"
+
+
+def test_resume_needs_an_output_directory(recipe_file):
+    with pytest.raises(TrainError, match="--resume needs --output"):
+        cli.prepare(["--resume"])
+
+
+def test_bad_arguments_exit_2_with_one_line(recipe_file, capsys):
+    assert cli.main(["-o", "Nope.x=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: -o Nope.x=1: unknown recipe key 'Nope'") and "Traceback" not in err
+
+
+def test_print_recipe_shows_the_effective_recipe(recipe_file, capsys):
+    assert cli.main(["--print-recipe", "--steps", "7", "--threads", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["Global"]["steps"] == 7
+
+
+def test_help_explains_the_options(recipe_file, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--steps", "--batch-size", "--data", "--output", "--resume", "--threads", "-o KEY=VALUE"):
+        assert option in text
+    assert "docker run kunlun/resnet50" in text
+
+
+# --- CPU threads -------------------------------------------------------------------------
+
+def test_cgroup_v2_quota_limits_threads(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert resources.usable_cpus(tmp_path, affinity=8) == (2, "CPU quota of 1.5 CPUs")
+
+
+def test_cgroup_v2_without_quota_uses_the_affinity_mask(tmp_path):
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert resources.usable_cpus(tmp_path, affinity=3) == (3, "3 CPUs in the affinity mask")
+
+
+def test_cgroup_v1_quota(tmp_path):
+    (tmp_path / "cpu,cpuacct").mkdir()
+    (tmp_path / "cpu,cpuacct/cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "cpu,cpuacct/cpu.cfs_period_us").write_text("100000\n")
+    assert resources.usable_cpus(tmp_path, affinity=2) == (1, "CPU quota of 1 CPUs")
+
+
+def test_cgroup_v1_unlimited(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu/cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu/cpu.cfs_period_us").write_text("100000\n")
+    assert resources.usable_cpus(tmp_path, affinity=2)[0] == 2
+
+
+def test_threads_are_exported_for_openmp(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    resources.apply_threads(3)
+    import os
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+# --- datasets ----------------------------------------------------------------------------
+
+def flowers(tmp_path, lines, images=("jpg/image_00001.jpg", "jpg/image_00002.jpg")):
+    for name in images:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"not decoded here")
+    (tmp_path / "train_list.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_a_flowers_list_parses(tmp_path):
+    root = flowers(tmp_path, ["jpg/image_00001.jpg 12", "", "jpg/image_00002.jpg 0"])
+    samples = datasets.classification_list(root, "train_list.txt", 102)
+    assert [(s.image.name, s.label, s.line) for s in samples] == [("image_00001.jpg", 12, 1), ("image_00002.jpg", 0, 3)]
+
+
+def test_a_malformed_line_is_named(tmp_path):
+    root = flowers(tmp_path, ["jpg/image_00001.jpg 12", "jpg/image_00002.jpg twelve"])
+    with pytest.raises(TrainError, match=r"train_list.txt:2: expected '<image path> <integer label>'"):
+        datasets.classification_list(root, "train_list.txt", 102)
+
+
+def test_a_missing_image_is_named(tmp_path):
+    root = flowers(tmp_path, ["jpg/image_00001.jpg 1", "jpg/image_09999.jpg 2"])
+    with pytest.raises(TrainError, match=r"train_list.txt:2: image jpg/image_09999.jpg not found"):
+        datasets.classification_list(root, "train_list.txt", 102)
+
+
+def test_a_label_beyond_the_class_count_says_how_to_fix_it(tmp_path):
+    root = flowers(tmp_path, ["jpg/image_00001.jpg 102"])
+    with pytest.raises(TrainError, match=r"label 102 outside 0..101; set the class count with -o Arch.class_num=N"):
+        datasets.classification_list(root, "train_list.txt", 102)
+
+
+def test_a_missing_list_file_shows_the_expected_format(tmp_path):
+    with pytest.raises(TrainError, match=r"train_list.txt: missing; .*'jpg/image_03601.jpg 12'"):
+        datasets.classification_list(tmp_path, "train_list.txt", 102)
+
+
+# --- log format ---------------------------------------------------------------------------
+
+def test_step_lines_and_summary():
+    out = io.StringIO()
+    log = StepLog("resnet50", "images/s", "cpu x2", out)
+    log.step(1, 3, 6.9, 4.0, 2)     # the first step is slow and is left out of the rates
+    log.step(2, 3, 6.8, 1.0, 2)
+    log.step(3, 3, 6.7, 1.0, 2)
+    summary = log.summary(batch_size=2)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "[resnet50] step 2/3 | loss 6.800000 | 2.00 images/s | 1.000 s/step | cpu x2"
+    assert json.loads(lines[-1]) == summary
+    assert summary["throughput"] == 2.0 and summary["mean_step_seconds"] == 1.0
+    assert (summary["first_step"], summary["last_step"], summary["steps"]) == (1, 3, 3)
+    assert summary["loss_finite"] is True and summary["unit"] == "images/s"
+
+
+def test_a_nan_loss_is_reported():
+    log = StepLog("m", "images/s", "cpu", io.StringIO())
+    log.step(1, 1, float("nan"), 1.0, 2)
+    assert log.summary()["loss_finite"] is False
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+def test_latest_checkpoint_ignores_incomplete_ones(tmp_path):
+    checkpoint.save(tmp_path, 2, lambda d: (d / "model.pdparams").write_text("w"), {"model": "m"})
+    checkpoint.save(tmp_path, 4, lambda d: (d / "model.pdparams").write_text("w"), {"model": "m"})
+    (tmp_path / "ckpt-000009").mkdir()               # no state.json: a save that never finished
+    (tmp_path / ".ckpt-000010.tmp").mkdir()
+    step, directory = checkpoint.latest(tmp_path)
+    assert step == 4 and directory.name == "ckpt-000004"
+    assert checkpoint.state(directory)["step"] == 4
+
+
+def test_a_failed_save_leaves_no_checkpoint(tmp_path):
+    def fail(directory):
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path, 5, fail, {})
+    assert checkpoint.latest(tmp_path) is None
