@@ -1,0 +1,162 @@
+"""The real thing, on a real Docker daemon: bootstrap the base from Debian packages, build the
+ResNet50 chain with the network off, train in the container. Slow (minutes cold); marked `docker`."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from kunlun_bundle import cache, lock
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "kunlun/resnet50"
+STEP = re.compile(r"^\[resnet50\] step (\d+)/(\d+) \| loss (\S+) \| (\S+) images/s \| (\S+) s/step \| (.+)$")
+
+
+def invoke(*args, env=None, check=True):
+    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        pytest.fail(f"invoke {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def docker(*args, check=True):
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def training(output: str) -> tuple[list[tuple[int, int, float]], dict]:
+    """(step, total, loss) of every step line, and the JSON summary."""
+    steps, summary = [], None
+    for line in output.splitlines():
+        match = STEP.match(line)
+        if match:
+            steps.append((int(match[1]), int(match[2]), float(match[3])))
+        elif line.startswith('{"event": "summary"'):
+            summary = json.loads(line)
+    assert summary is not None, f"no summary line in:\n{output}"
+    return steps, summary
+
+
+def png(path: Path, width: int, height: int, rgb: tuple[int, int, int]) -> None:
+    """A tiny solid-colour PNG, written without any imaging library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def built():
+    """`invoke build --model resnet50`: bootstraps the base if missing, then the whole chain."""
+    result = invoke("build", "--model", "resnet50")
+    assert "0 failed, 0 skipped" in result.stderr
+    return result
+
+
+@pytest.fixture
+def flowers(tmp_path) -> Path:
+    """A 3-class dataset in flowers102 layout: jpg/ images plus train_list.txt."""
+    data = tmp_path / "flowers"
+    lines = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]):
+        name = f"jpg/image_{i + 1:05d}.png"
+        png(data / name, 40, 32, colour)
+        lines.append(f"{name} {i % 3}")
+    (data / "train_list.txt").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_the_base_is_bootstrapped_debian_with_the_right_platform(built):
+    info = json.loads(docker("image", "inspect", "kunlun/base:bookworm-x86_64").stdout)[0]
+    assert (info["Os"], info["Architecture"]) == ("linux", "amd64")
+    assert info["Config"]["Labels"]["io.kunlun.base.release"] == "bookworm"
+    assert any(re.fullmatch(r"kunlun/base:bookworm-x86_64-\d{8}", tag) for tag in info["RepoTags"])
+    release = docker("run", "--rm", "--network", "none", "kunlun/base:bookworm-x86_64", "cat", "/etc/debian_version").stdout
+    assert release.startswith("12.")
+
+
+def test_images_record_what_they_were_built_from(built):
+    labels = json.loads(docker("image", "inspect", IMAGE).stdout)[0]["Config"]["Labels"]
+    assert labels["io.kunlun.model"] == "resnet50" and labels["io.kunlun.paddle.version"] == "3.2.2"
+    suite = json.loads(docker("image", "inspect", "kunlun/paddleclas:2.6.0-paddle3.2.2-cpu-x86_64").stdout)[0]
+    lock_hash = lock.LockFile.read(ROOT / "locks/x86_64/cpu/paddleclas.txt")
+    assert suite["Config"]["Labels"]["io.kunlun.lock.sha256"] == __import__("hashlib").sha256(
+        (ROOT / "locks/x86_64/cpu/paddleclas.txt").read_bytes()).hexdigest()
+    assert lock_hash.wheels
+
+
+def test_resnet50_trains_on_synthetic_data_without_network_as_non_root(built):
+    result = docker("run", "--rm", "--network", "none", IMAGE, "--steps", "2")
+    steps, summary = training(result.stdout)
+    assert [(s, total) for s, total, _ in steps] == [(1, 2), (2, 2)]
+    assert all(loss == loss and abs(loss) < 1e6 for _, _, loss in steps)     # finite
+    assert summary["loss_finite"] and summary["data"] == "synthetic" and summary["unit"] == "images/s"
+    assert summary["throughput"] > 0
+    assert docker("run", "--rm", "--entrypoint", "id", IMAGE, "-u").stdout.strip() == "1000"
+
+
+def test_threads_follow_the_containers_cpu_limit(built):
+    result = docker("run", "--rm", "--network", "none", "--cpus", "1", IMAGE, "--steps", "1", "-o", "Global.image_size=64")
+    assert "device cpu x1 (CPU quota of 1 CPUs)" in result.stdout
+    assert training(result.stdout)[1]["threads"] == 1
+
+
+def test_trains_on_a_flowers_dataset_saves_and_resumes(built, flowers, tmp_path):
+    out = tmp_path / "out"
+    first = invoke("run", "resnet50", "--data", str(flowers), "--output", str(out),
+                   "--", "--steps", "2", "-o", "Arch.class_num=3", "-o", "Global.image_size=64")
+    steps, summary = training(first.stdout)
+    assert [s for s, _, _ in steps] == [1, 2] and summary["data"] == "4 images from a list file"
+    assert (out / "ckpt-000002" / "model.pdparams").is_file()
+
+    resumed = invoke("run", "resnet50", "--data", str(flowers), "--output", str(out),
+                     "--", "--steps", "3", "--resume", "-o", "Arch.class_num=3", "-o", "Global.image_size=64")
+    steps, summary = training(resumed.stdout)
+    assert "resumed from /output/ckpt-000002 (step 2)" in resumed.stdout
+    assert [s for s, _, _ in steps] == [3] and summary["first_step"] == 3
+    assert (out / "ckpt-000003" / "state.json").is_file()
+
+
+def test_a_malformed_dataset_names_the_line(built, flowers):
+    (flowers / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/image_00002.png\n")
+    result = invoke("run", "resnet50", "--data", str(flowers), "--", "--steps", "1", check=False)
+    assert result.returncode == 2
+    assert "/data/train_list.txt:2: expected '<image path> <integer label>'" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_an_unchanged_rebuild_is_all_cache_hits(built):
+    result = invoke("build", "--model", "resnet50")
+    assert "4 cached" in result.stderr and "0 built" in result.stderr, result.stderr
+
+
+def test_a_tampered_wheel_fails_the_build_naming_the_file(built, tmp_path):
+    """A cache where one locked wheel was altered after download: the build stops with a hash error."""
+    wheels = tmp_path / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    locked = lock.LockFile.read(ROOT / "locks/x86_64/cpu/paddleclas.txt").wheels
+    victim = min(locked, key=lambda w: (cache.wheels() / w.filename).stat().st_size)
+    for path in cache.wheels().glob("*.whl"):
+        (wheels / path.name).symlink_to(path)
+    (wheels / victim.filename).unlink()
+    shutil.copy(cache.wheels() / victim.filename, wheels / victim.filename)
+    with open(wheels / victim.filename, "ab") as f:
+        f.write(b"tampered")
+    result = invoke("build", "--model", "resnet50", env={"KUNLUN_CACHE": str(tmp_path / "cache")}, check=False)
+    assert result.returncode == 6, result.stderr
+    assert f"{victim.filename}: sha256 mismatch" in result.stderr and "Traceback" not in result.stderr
