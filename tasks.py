@@ -12,6 +12,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
+from kunlun_bundle import base as base_rootfs
 from kunlun_bundle import build as builder
 from kunlun_bundle import chain, doctor as host_doctor, fetch as fetcher, lock as locker, matrix
 from kunlun_bundle import naming, render as renderer, run as runner, ui
@@ -89,12 +90,15 @@ def render(c, check=False):
 
 
 @bundle_task(help={"arch": "Arch(s): x86_64/x86/amd64/intel, aarch64/arm/arm64/phytium, native (default) or all.",
-                   "force": "Bootstrap again even if the base image exists."})
+                   "force": "Bootstrap again from the current Debian packages, even if the base exists."})
 def base(c, arch=None, force=False):
     """Bootstrap the Debian base image(s) from packages (mmdebstrap); skipped when present."""
     m = matrix.load(MATRIX)
     layers = {layer.image: layer for top in chain.all_ready(m) for layer in top.ancestry()[:1]
               if layer.arch in m.arch_registry.resolve(arch)}
+    if force:   # the cached rootfs tarball would otherwise be reused as it is
+        for layer in layers.values():
+            base_rootfs.rootfs_path(m, layer.name, layer.arch).unlink(missing_ok=True)
     results = builder.build_layers(m, [*layers.values()], ROOT, no_cache=force)
     builder.summarise([*results.values()])
 

@@ -40,10 +40,17 @@ def bench_build(m, cold: bool) -> dict:
     client = docker_api.client()
     out = {}
     if cold:
+        # Untag the chain (and the base's dated tag), then prune what is left dangling: the
+        # throw-away install stages hang off the layers, so pruning takes a few passes.
         for layer in reversed(layers):
             for image in client.images.list(name=layer.image.split(":")[0]):
-                client.images.remove(image.id, force=True)
-        client.images.prune(filters={"dangling": True})
+                for tag in image.tags:
+                    if tag == layer.image or tag.startswith(layer.image + "-") or tag.endswith(":latest"):
+                        client.images.remove(tag)
+        for _ in range(6):
+            if not client.images.prune(filters={"dangling": True}).get("ImagesDeleted"):
+                break
+        base.rootfs_path(m, "bookworm", m.arch_registry.native()).unlink(missing_ok=True)
         start = time.monotonic()
         results = build.build_layers(m, layers, ROOT)
         out["cold_total_s"] = round(time.monotonic() - start, 1)

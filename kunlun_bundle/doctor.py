@@ -6,8 +6,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from . import cache, host, naming, ui
-from .errors import BundleError
+from . import cache, docker_api, host, naming, ui
+from .errors import BundleError, HostError
 from .matrix import Matrix
 
 MIN_FREE = 20 * 10**9      # one arch's full chain plus the wheel cache, with room to spare
@@ -29,7 +29,6 @@ def checks(m: Matrix) -> list[Check]:
     results = []
     client = None
     try:
-        from . import docker_api
         client = docker_api.client()
         version = client.version()
         results.append(Check("Docker daemon", True, f"reachable, Docker {version.get('Version')}"))
@@ -50,7 +49,6 @@ def checks(m: Matrix) -> list[Check]:
         results.append(Check(label, free >= MIN_FREE, f"{ui.size(free)} free at {path}",
                              f"free space below {path} (at least {ui.size(MIN_FREE)}), e.g. `docker system prune`"))
     if client is not None:
-        from . import docker_api
         for arch in m.arch_registry:
             for base in m.bases:
                 tag = naming.base_image(m, base, arch.name)
@@ -74,7 +72,7 @@ def install_host_packages() -> None:
     if not missing:
         return
     if os.getuid() != 0:
-        raise host.HostError(f"missing host packages: {' '.join(missing)}",
+        raise HostError(f"missing host packages: {' '.join(missing)}",
                              hint=f"sudo apt-get install -y {' '.join(missing)}")
     with ui.step(f"install host packages: {' '.join(missing)}"):
         subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)

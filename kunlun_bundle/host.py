@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from .arch import Arch
-from .errors import HostError  # noqa: F401  (re-exported for doctor)
+from .errors import HostError
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
