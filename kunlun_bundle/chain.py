@@ -72,18 +72,14 @@ def select(m: Matrix, models: list[str] | None, flavours: list[str] | None,
     """Model layers for the cells asked for; unknown or not-ready names are usage errors.
     A cell an arch can't have (model or flavour lacks the arch) is skipped, not an error,
     unless nothing at all is left."""
-    for name in models or []:
-        if name not in m.models:
-            raise UsageError(f"unknown model '{name}'", hint=f"models: {', '.join(m.models)}")
-        if m.models[name].status is not Status.ready:
-            raise UsageError(f"model '{name}' is not ready to build: {m.models[name].reason or 'planned'}",
-                             hint=f"ready models: {', '.join(m.ready_models())}")
-    for name in flavours or []:
-        if name not in m.flavours:
-            raise UsageError(f"unknown flavour '{name}'", hint=f"flavours: {', '.join(m.flavours)}")
-        if m.flavours[name].status is not Status.ready:
-            raise UsageError(f"flavour '{name}' is not ready to build: {m.flavours[name].reason or 'planned'}",
-                             hint=f"ready flavours: {', '.join(m.ready_flavours())}")
+    for kind, names, specs in (("model", models, m.models), ("flavour", flavours, m.flavours)):
+        for name in names or []:
+            if name not in specs:
+                raise UsageError(f"unknown {kind} '{name}'", hint=f"{kind}s: {', '.join(specs)}")
+            if specs[name].status is not Status.ready:
+                ready = [n for n, spec in specs.items() if spec.status is Status.ready]
+                raise UsageError(f"{kind} '{name}' is not ready to build: {specs[name].reason or 'planned'}",
+                                 hint=f"ready {kind}s: {', '.join(ready)}")
     layers = [model_layer(m, model, flavour, arch)
               for model in (models or m.ready_models())
               for flavour in (flavours or [naming.default_flavour(m)])
