@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import docker.errors
+from rich.markup import escape
 
 from . import docker_api, layout, ui
 from .chain import Layer
@@ -55,7 +56,7 @@ def run(m: Matrix, layer: Layer, data: Optional[str] = None, output: Optional[st
         raise RunError(f"image {layer.image} is not built",
                        hint=f"run `invoke build --model {layer.name} --arch {layer.arch.name}`")
     options = container_options(layer, data, output, list(args), cpus)
-    ui.info(f"[bold]run[/] {layer.image} {' '.join(options['command'])}")
+    ui.info(f"[bold]run[/] {escape(layer.image + ' ' + ' '.join(options['command']))}")
     try:
         container = client.containers.run(detach=True, **options)
     except docker.errors.APIError as exc:

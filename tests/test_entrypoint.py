@@ -1,6 +1,7 @@
 """The in-image entrypoint's logic, run on the host without Paddle or Docker: arguments,
 recipes and overrides, CPU detection, dataset validation, the log format, checkpoints."""
 import io
+import sys
 import json
 
 import pytest
@@ -194,3 +195,28 @@ def test_a_failed_save_leaves_no_checkpoint(tmp_path):
     with pytest.raises(OSError):
         checkpoint.save(tmp_path, 5, fail, {})
     assert checkpoint.latest(tmp_path) is None
+
+
+def test_paddles_thread_notice_is_dropped_but_other_import_output_kept(monkeypatch, capsys):
+    """import_paddle() hides Paddle's OMP_NUM_THREADS notice (we set it on purpose), nothing else.
+    The stand-in module below plays Paddle's import-time prints; it is not Paddle."""
+    import types
+    stand_in = types.ModuleType("paddle")
+
+    class Finder:
+        def find_spec(self, name, path=None, target=None):
+            import importlib.util
+            return importlib.util.spec_from_loader(name, self) if name == "paddle" else None
+
+        def create_module(self, spec):
+            return stand_in
+
+        def exec_module(self, module):
+            print("WARNING: OMP_NUM_THREADS set to 2, not 1. ...", file=sys.stderr)
+            print("PLEASE USE OMP_NUM_THREADS WISELY.", file=sys.stderr)
+            print("a real problem", file=sys.stderr)
+
+    monkeypatch.delitem(sys.modules, "paddle", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
+    assert cli.import_paddle() is stand_in
+    assert capsys.readouterr().err == "a real problem\n"

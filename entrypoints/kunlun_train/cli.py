@@ -75,7 +75,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
 
 # Paddle's import-time notices that say nothing to a user of this image: it warns whenever
 # OMP_NUM_THREADS > 1 (we set it on purpose) and when ccache, a compiler cache, is missing.
-_IMPORT_NOISE = ("OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
+_IMPORT_NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
 
 
 def import_paddle():
