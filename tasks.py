@@ -14,9 +14,9 @@ from invoke import Exit, task
 
 from kunlun_bundle import base as base_rootfs
 from kunlun_bundle import build as builder
-from kunlun_bundle import chain, doctor as host_doctor, fetch as fetcher, lock as locker, matrix
+from kunlun_bundle import chain, doctor as host_doctor, lock as locker, matrix
 from kunlun_bundle import naming, render as renderer, run as runner, ui
-from kunlun_bundle.errors import BundleError, UsageError
+from kunlun_bundle.errors import BundleError
 
 ROOT = Path(__file__).resolve().parent
 MATRIX = Path(os.environ.get("KUNLUN_MATRIX", ROOT / "matrix.yaml"))   # tests point it elsewhere
