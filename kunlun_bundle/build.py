@@ -52,7 +52,7 @@ def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
 
 
 def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
-    ctx = BuildContext(mtime=m.bases[m.flavours[layer.flavour].base if layer.flavour else layer.name].source_date_epoch)
+    ctx = BuildContext(mtime=m.bases[layer.base].source_date_epoch)
     ctx.add_file("Dockerfile", root / layer.dockerfile)
     if layer.kind == "base":
         with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):

@@ -21,6 +21,7 @@ class Layer:
     name: str                    # base release, flavour, suite or model name
     arch: Arch
     flavour: Optional[str]
+    base: str                    # the matrix base (OS) every layer of this chain sits on
     image: str                   # the tag this layer is built as
     parent: Optional["Layer"] = field(default=None, compare=False, repr=False)
 
@@ -61,10 +62,10 @@ class Layer:
 def model_layer(m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
     """The model's layer with its whole chain attached through .parent."""
     f, s = m.flavours[flavour], m.models[model].suite
-    base = Layer("base", f.base, arch, None, naming.base_image(m, f.base, arch.name))
-    paddle = Layer("paddle", flavour, arch, flavour, naming.paddle_image(m, flavour, arch.name), base)
-    suite = Layer("suite", s, arch, flavour, naming.suite_image(m, s, flavour, arch.name), paddle)
-    return Layer("model", model, arch, flavour, naming.model_image(m, model, flavour, arch.name), suite)
+    base = Layer("base", f.base, arch, None, f.base, naming.base_image(m, f.base, arch.name))
+    paddle = Layer("paddle", flavour, arch, flavour, f.base, naming.paddle_image(m, flavour, arch.name), base)
+    suite = Layer("suite", s, arch, flavour, f.base, naming.suite_image(m, s, flavour, arch.name), paddle)
+    return Layer("model", model, arch, flavour, f.base, naming.model_image(m, model, flavour, arch.name), suite)
 
 
 def select(m: Matrix, models: list[str] | None, flavours: list[str] | None,

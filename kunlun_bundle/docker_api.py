@@ -36,7 +36,7 @@ def image_id(c: docker.DockerClient, tag: str) -> Optional[str]:
 def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: bool = False,
           labels: Optional[dict] = None, on_line: Callable[[str], None] = lambda line: None) -> str:
     """Build an image from a context tarball with no network; returns the image id."""
-    image_id, log = None, []
+    built_id, log = None, []
     try:
         stream = c.api.build(fileobj=context, custom_context=True, tag=tag, platform=platform,
                              network_mode="none", rm=True, forcerm=True, nocache=nocache, pull=False,
@@ -46,16 +46,14 @@ def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: 
                 raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n    "
                                  + "\n    ".join(log[-25:]))
             if "aux" in chunk and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
+                built_id = chunk["aux"]["ID"]
             for line in chunk.get("stream", "").splitlines():
                 if line.strip():
                     log.append(line.rstrip())
                     on_line(line.rstrip())
     except docker.errors.APIError as exc:
         raise BuildError(f"building {tag} failed: {exc.explanation or exc}") from None
-    if image_id is None:
-        image_id = image_id_of(c, tag)
-    return image_id
+    return built_id or image_id_of(c, tag)
 
 
 def image_id_of(c: docker.DockerClient, tag: str) -> str:

@@ -95,7 +95,7 @@ class Target:
 
     @classmethod
     def of(cls, m: Matrix, layer: Layer) -> "Target":
-        base = m.bases[m.flavours[layer.flavour].base]
+        base = m.bases[layer.base]
         return cls(f"manylinux_{base.glibc.replace('.', '_')}_{layer.arch.name}", base.python)
 
 

@@ -27,12 +27,10 @@ def _environment(templates: Path) -> jinja2.Environment:
 
 def variables(m: Matrix, layer: Layer) -> dict:
     """Everything a template may use for one layer."""
-    flavour = m.flavours[layer.flavour] if layer.flavour else None
-    base_name = flavour.base if flavour else layer.name
     values = {
         "layer": layer,
         "parent": layer.parent.image if layer.parent else None,
-        "base": m.bases[base_name],
+        "base": m.bases[layer.base],
         "venv": layout.VENV,
         "user": layout.USER,
         "paddle_version": m.paddle_version(layer.flavour, layer.arch.name) if layer.flavour else None,
