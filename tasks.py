@@ -68,7 +68,8 @@ def list_(c):
         else:
             tags, state = [], f"planned: {model.reason}" if model.reason else "planned"
         flavours = [f for f in m.flavours if m.model_archs(name, f)]
-        rows.append([name, f"{model.suite} {suite.version}", state, ", ".join(model.archs),
+        archs = model.archs + [f"not {arch}: {why}" for arch, why in model.excluded.items()]
+        rows.append([name, f"{model.suite} {suite.version}", state, "\n".join(archs),
                      ", ".join(flavours), "\n".join(tags) or "-"])
     ui.table(["model", "suite", "state", "archs", "flavours", "image tags"], rows)
 
@@ -153,12 +154,14 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
                    "flavour": "Image flavour (default: cpu).",
                    "data": "Dataset directory on the host, mounted read-only at /data.",
                    "output": "Directory on the host for checkpoints, mounted at /output.",
-                   "cpus": "Limit the container to this many CPUs (docker --cpus)."})
-def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None):
+                   "cpus": "Limit the container to this many CPUs (docker --cpus).",
+                   "devices": "Data-parallel workers in the container: a count (2) or device ids (0,1)."})
+def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, devices=None):
     """Train MODEL in its container. Arguments after `--` go to the entrypoint (try `-- --help`)."""
     m = matrix.load(MATRIX)
     [cell] = _cells(m, arch, [model], flavour)[:1]
-    code = runner.run(m, cell, data=data, output=output, args=_extra_args(), cpus=cpus)
+    args = (["--devices", str(devices)] if devices else []) + _extra_args()
+    code = runner.run(m, cell, data=data, output=output, args=args, cpus=cpus)
     if code:
         raise Exit(code=code)
 

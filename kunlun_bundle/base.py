@@ -16,11 +16,15 @@ from .errors import HostError
 from .matrix import Matrix
 
 
+def inputs_sha256(m: Matrix, base: str, arch: Arch) -> str:
+    """A hash of everything that decides the rootfs (release, mirror, packages, epoch, arch)."""
+    key = json.dumps({"base": m.bases[base].model_dump(), "arch": arch.debian}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def rootfs_path(m: Matrix, base: str, arch: Arch) -> Path:
-    """The cached tarball, named by a hash of everything that decides its contents."""
-    b = m.bases[base]
-    key = json.dumps({"base": b.model_dump(), "arch": arch.debian}, sort_keys=True)
-    return cache.rootfs() / f"{b.release}-{arch.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.tar"
+    """The cached tarball, named by its inputs' hash."""
+    return cache.rootfs() / f"{m.bases[base].release}-{arch.name}-{inputs_sha256(m, base, arch)[:12]}.tar"
 
 
 def mmdebstrap_command(m: Matrix, base: str, arch: Arch, out: Path) -> list[str]:

@@ -17,7 +17,7 @@ from . import cache, docker_api, fetch, host, lock, naming, render, ui
 from .chain import Layer, unique_layers
 from .context import BuildContext
 from .errors import BuildError, BundleError, InputError
-from .matrix import Matrix
+from .matrix import Matrix, patch_path
 
 
 @dataclass
@@ -27,6 +27,9 @@ class Result:
     seconds: float = 0.0
     size: Optional[int] = None
     error: Optional[str] = None
+
+
+BASE_INPUTS_LABEL = "io.kunlun.base.inputs.sha256"
 
 
 def recipe_json(m: Matrix, model: str) -> bytes:
@@ -65,6 +68,9 @@ def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
             if not path.exists():
                 raise InputError(f"{wheel.filename} is not in the cache ({path.parent})", hint="run `invoke fetch`")
             ctx.add_file(f"wheels/{wheel.filename}", path, sha256=wheel.sha256)
+        if layer.kind == "suite":
+            for patch in m.suites[layer.name].patches:
+                ctx.add_file(f"patches/{patch}", root / patch_path(layer.name, patch))
     else:
         ctx.add_tree("entrypoints", root / "entrypoints")
         ctx.add_bytes("recipe.json", recipe_json(m, layer.name))
@@ -72,7 +78,9 @@ def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
 
 
 def labels_for(m: Matrix, layer: Layer, root: Path) -> dict[str, str]:
-    """Labels that depend on more than the Dockerfile (the lock file's own hash)."""
+    """Labels that depend on more than the Dockerfile (the lock file's or the rootfs inputs' hash)."""
+    if layer.kind == "base":
+        return {BASE_INPUTS_LABEL: base_rootfs.inputs_sha256(m, layer.name, layer.arch)}
     if layer.lock:
         return {"io.kunlun.lock.sha256": fetch.sha256_of(root / layer.lock)}
     return {}
@@ -82,8 +90,11 @@ def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: b
     start = time.monotonic()
     before = docker_api.image_id(client, layer.image)
     if layer.kind == "base" and before and not no_cache:
-        # Bases are bootstrapped once; `invoke base --force` (or --no-cache) makes a new one.
-        return Result(layer, "cached", 0.0, docker_api.image(client, layer.image).attrs["Size"])
+        # Bases are bootstrapped once, and again only when their inputs in matrix.yaml change
+        # (or on `invoke base --force`): a bootstrap is minutes, under emulation many.
+        existing = docker_api.image(client, layer.image)
+        if (existing.labels or {}).get(BASE_INPUTS_LABEL) == labels_for(m, layer, root)[BASE_INPUTS_LABEL]:
+            return Result(layer, "cached", 0.0, existing.attrs["Size"])
     with ui.step(f"build {layer.image}"):
         ctx = context_for(m, layer, root, native)
         with ctx.tarball(cache.scratch()) as tarball:

@@ -62,6 +62,9 @@ class Suite(_Strict):
     reason: Optional[str] = None
     package: Optional[str] = None   # PyPI name when it differs from the suite's key
     requirements: list[str] = []
+    # Reviewed fixes applied to the installed suite at image build (patches/<suite>/<file>),
+    # in order; a patch that stops applying fails the build.
+    patches: list[str] = []
 
     def requirement(self, name: str) -> str:
         return f"{self.package or name}=={self.version}"
@@ -72,6 +75,8 @@ class Model(_Strict):
     suite: str
     task: str
     archs: list[str] = Field(min_length=1)
+    # Archs the model is not built for, each with the reason `invoke list` shows.
+    excluded: dict[str, str] = {}
     status: Status = Status.ready
     reason: Optional[str] = None
     recipe: Optional[dict[str, dict[str, Any]]] = None
@@ -191,7 +196,7 @@ def _schema_problems(exc: ValidationError) -> list[tuple[tuple, str]]:
     return problems
 
 
-def _reference_problems(m: Matrix) -> list[tuple[tuple, str]]:
+def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, str]]:
     """Rules across sections: names that must exist, pins that must be exact, aliases that must be unique."""
     problems: list[tuple[tuple, str]] = []
 
@@ -225,6 +230,9 @@ def _reference_problems(m: Matrix) -> list[tuple[tuple, str]]:
     for name, suite in m.suites.items():
         for i, req in enumerate(suite.requirements):
             problems += _valid(("suites", name, "requirements", i), req)
+        for i, patch in enumerate(suite.patches):
+            if not (root / patch_path(name, patch)).is_file():
+                problems.append((("suites", name, "patches", i), f"no such file {patch_path(name, patch)}"))
 
     for name, model in m.models.items():
         if not _matches(NAME, name):
@@ -238,11 +246,22 @@ def _reference_problems(m: Matrix) -> list[tuple[tuple, str]]:
             if arch not in m.archs:
                 problems.append((("models", name, "archs", i),
                                  f"unknown arch '{arch}' (expected one of: {one_of(m.archs)})"))
+        for arch in model.excluded:
+            if arch not in m.archs:
+                problems.append((("models", name, "excluded", arch),
+                                 f"unknown arch '{arch}' (expected one of: {one_of(m.archs)})"))
+            elif arch in model.archs:
+                problems.append((("models", name, "excluded", arch), "an arch cannot be both in archs and excluded"))
         if len(set(model.archs)) != len(model.archs):
             problems.append((("models", name, "archs"), "an arch is listed twice"))
         if model.status is Status.ready and not model.recipe:
             problems.append((("models", name, "recipe"), "a ready model needs a recipe"))
     return problems
+
+
+def patch_path(suite: str, patch: str) -> Path:
+    """Where a suite's patch file lives, relative to the matrix file."""
+    return Path("patches") / suite / patch
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -284,7 +303,7 @@ def load(path: str | Path = "matrix.yaml") -> Matrix:
     except ValidationError as exc:
         problems += _schema_problems(exc)
     if matrix is not None:
-        problems += _reference_problems(matrix)
+        problems += _reference_problems(matrix, path.parent)
     if problems:
         lines = []
         for at, message in problems:

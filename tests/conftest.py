@@ -33,7 +33,7 @@ def small_matrix():
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
     """templates/, dockerfiles/, locks/ and matrix.yaml copied where a test may change them."""
-    for name in ("templates", "dockerfiles", "locks"):
+    for name in ("templates", "dockerfiles", "locks", "patches"):
         shutil.copytree(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / "matrix.yaml", tmp_path / "matrix.yaml")
     return tmp_path
@@ -44,6 +44,8 @@ def write_matrix(tmp_path):
     """Write the real matrix with a change applied; returns its path."""
     def write(change=None, text: str | None = None) -> Path:
         path = tmp_path / "matrix.yaml"
+        if not (tmp_path / "patches").exists():   # the matrix names patch files relative to itself
+            (tmp_path / "patches").symlink_to(ROOT / "patches")
         if text is None:
             data = yaml.safe_load((ROOT / "matrix.yaml").read_text())
             if change:

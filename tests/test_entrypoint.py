@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from kunlun_train import checkpoint, cli, datasets, recipe, resources
+from kunlun_train import checkpoint, cli, recipe, resources
+from kunlun_train.datasets import classification as datasets
 from kunlun_train.errors import TrainError
 from kunlun_train.steplog import StepLog
 

@@ -21,7 +21,7 @@ def test_unknown_key_lists_the_allowed_keys(write_matrix):
     path = write_matrix(lambda d: d["models"]["resnet50"].update(colour="red"))
     message = problems(path)
     assert "models.resnet50.colour: unknown key 'colour'" in message
-    assert "expected one of: title, suite, task, archs, status, reason, recipe" in message
+    assert "expected one of: title, suite, task, archs, excluded, status, reason, recipe" in message
     assert f"{path}:" in message
 
 
@@ -43,6 +43,19 @@ def test_model_pointing_at_a_missing_suite(write_matrix):
 def test_unknown_arch(write_matrix):
     path = write_matrix(lambda d: d["models"]["resnet50"].update(archs=["x86_64", "sparc"]))
     assert "models.resnet50.archs.1: unknown arch 'sparc' (expected one of: x86_64, aarch64)" in problems(path)
+
+
+def test_an_excluded_arch_needs_a_known_name_and_cannot_also_be_listed(write_matrix):
+    def exclude(d):
+        d["models"]["resnet50"]["excluded"] = {"aarch64": "no wheel", "sparc": "no"}
+    message = problems(write_matrix(exclude))
+    assert "models.resnet50.excluded.aarch64: an arch cannot be both in archs and excluded" in message
+    assert "models.resnet50.excluded.sparc: unknown arch 'sparc'" in message
+
+
+def test_a_suite_patch_must_exist(write_matrix):
+    path = write_matrix(lambda d: d["suites"]["paddleclas"].update(patches=["0001-missing.patch"]))
+    assert "suites.paddleclas.patches.0: no such file patches/paddleclas/0001-missing.patch" in problems(path)
 
 
 def test_duplicate_keys_are_caught_with_both_lines(root, write_matrix):

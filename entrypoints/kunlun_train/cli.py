@@ -6,11 +6,13 @@ import argparse
 import contextlib
 import io
 import os
+import platform
 import sys
 import time
 import warnings
+from pathlib import Path
 
-from . import checkpoint, recipe as recipes, resources
+from . import checkpoint, parallel, recipe as recipes, resources
 from .errors import TrainError
 
 
@@ -21,7 +23,7 @@ def merge(base: dict, top: dict) -> dict:
     return out
 
 
-def parser(model: str) -> argparse.ArgumentParser:
+def parser(model: str, data_help: str = "a dataset directory") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"docker run kunlun/{model}",
         description=f"Train {model} from random initialisation for a bounded number of steps, on synthetic "
@@ -35,12 +37,13 @@ def parser(model: str) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="total training steps (recipe Global.steps); with --resume, "
                    "counted from the start of the first run")
     p.add_argument("--batch-size", type=int, help="samples per step (recipe DataLoader.batch_size)")
-    p.add_argument("--data", metavar="DIR", help="dataset directory; classification: a train_list.txt with "
-                   "'<image path> <label>' lines (flowers102 / ImageNet style). Default: synthetic data")
+    p.add_argument("--data", metavar="DIR", help=f"train on {data_help}. Default: synthetic data")
     p.add_argument("--output", metavar="DIR", help="save checkpoints here (at the end and every --save-every steps)")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N steps")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this container may use)")
+    p.add_argument("--threads", type=int, help="CPU threads in all (default: the CPUs this container may use)")
+    p.add_argument("--devices", metavar="N|IDS", help="data-parallel workers through paddle.distributed.launch: "
+                   "a count (2) or device ids (0,1). On CPU each is a process (gloo) sharing the threads")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="set a recipe key, PaddleClas style, e.g. -o Optimizer.learning_rate=0.1 (repeatable)")
     p.add_argument("--print-recipe", action="store_true", help="print the effective recipe as JSON and exit")
@@ -51,12 +54,15 @@ def parser(model: str) -> argparse.ArgumentParser:
 
 def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """Everything that needs no Paddle: arguments, the effective recipe, the thread count."""
-    from .trainers import DEFAULTS
+    from .trainers import task
     model = os.environ.get("KUNLUN_MODEL", "model")
-    args = parser(model).parse_args(argv)
-    raw = recipes.load(args.recipe)
-    bundle = raw.get("Bundle", {})
-    recipe = recipes.override(merge(DEFAULTS.get(bundle.get("task"), {}), raw), args.override)
+    recipe_path = os.environ.get("KUNLUN_RECIPE", "/opt/kunlun/recipe.json")
+    raw = recipes.load(recipe_path) if os.path.exists(recipe_path) else {}
+    spec = task(raw.get("Bundle", {}).get("task", "classification"))
+    args = parser(model, spec.data_help).parse_args(argv)
+    if args.recipe != recipe_path:
+        raw = recipes.load(args.recipe)
+    recipe = recipes.override(merge(spec.defaults, raw), args.override)
     if args.steps is not None:
         recipe["Global"]["steps"] = args.steps
     if args.batch_size is not None:
@@ -67,7 +73,11 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         raise TrainError("--resume needs --output (where the checkpoints are)")
     if args.threads is not None and args.threads < 1:
         raise TrainError("--threads must be at least 1")
+    args.device_ids = parallel.parse_devices(args.devices)
     threads, why = (args.threads, "--threads") if args.threads else resources.usable_cpus()
+    world = parallel.World.from_env()
+    if world.distributed:   # a launched worker: launch() divided the threads among the workers
+        why = f"the container's CPUs divided among {world.size} workers"
     recipe["Global"]["threads"] = threads
     args.threads_reason = why
     return args, recipe
@@ -89,58 +99,96 @@ def import_paddle():
     return paddle
 
 
+def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
+    """Re-run this entrypoint as one worker per device under Paddle's launcher and wait for it.
+    The launcher shows rank 0's output; a failed worker's log tail is printed here."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    devices = args.device_ids
+    per_worker = max(1, recipe["Global"]["threads"] // len(devices))
+    worker_args = parallel.worker_args(argv, per_worker)
+    log_dir = tempfile.mkdtemp(prefix="kunlun-launch-")
+    model = recipe.get("Bundle", {}).get("model", "model")
+    print(f"[{model}] launching {len(devices)} data-parallel workers (devices {','.join(devices)}, "
+          f"{per_worker} threads each); worker logs in {log_dir}", flush=True)
+    # GLOG_minloglevel=1: keep Paddle's C++ warnings and errors, drop its per-connection info lines.
+    env = {**os.environ, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "1")}
+    code = subprocess.run(parallel.launch_command(devices, worker_args, log_dir), env=env).returncode
+    if code != 0:
+        for log in sorted(Path(log_dir).glob("workerlog.*")):
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            print(f"--- {log.name} (last lines) ---", *tail, sep="\n", file=sys.stderr)
+        print(f"error: a data-parallel worker failed (launcher exit {code})", file=sys.stderr, flush=True)
+        return code
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return 0
+
+
 def train(args: argparse.Namespace, recipe: dict, started: float) -> int:
     resources.apply_threads(recipe["Global"]["threads"])   # before Paddle is imported
     paddle = import_paddle()
     from .steplog import StepLog
     from .trainers import for_task
 
+    world = parallel.World.from_env()
     bundle = recipe.get("Bundle", {})
     model = bundle.get("model", "model")
     paddle.set_device("cpu")
-    device = f"cpu x{recipe['Global']['threads']}"
-    print(f"[{model}] device {device} ({args.threads_reason}); Paddle {paddle.__version__}", flush=True)
-    trainer = for_task(bundle.get("task", "classification"))(recipe, args.data)
+    parallel.init(world)
+    device = f"cpu x{recipe['Global']['threads']}" + (f", {world.size} workers" if world.distributed else "")
+    say = (lambda text: print(f"[{model}] {text}", flush=True)) if world.leader else (lambda text: None)
+    say(f"device {device} ({args.threads_reason}); Paddle {paddle.__version__}")
+    trainer = for_task(bundle.get("task", "classification"))(recipe, args.data, world)
     first, total = 1, int(recipe["Global"]["steps"])
     if args.resume:
         found = checkpoint.latest(args.output)
         if found is None:
-            print(f"[{model}] no checkpoint in {args.output}; starting from step 1", flush=True)
+            say(f"no checkpoint in {args.output}; starting from step 1")
         else:
             done, directory = found
             trainer.load(directory)
             first = done + 1
-            print(f"[{model}] resumed from {directory} (step {done})", flush=True)
-    print(f"[{model}] training steps {first}..{total} on {trainer.describe_data()}, "
-          f"batch {trainer.samples_per_step()}", flush=True)
-    log = StepLog(model, trainer.unit, device, started=started)
+            say(f"resumed from {directory} (step {done})")
+    say(f"training steps {first}..{total} on {trainer.describe_data()}, "
+        f"batch {trainer.samples_per_step() * world.size:g}" + (f" ({world.size} workers)" if world.distributed else ""))
+    log = StepLog(model, trainer.unit, device, started=started,
+                  out=sys.stdout if world.leader else open(os.devnull, "w"))
     saved = None
 
     def save(step: int):
-        return checkpoint.save(args.output, step, trainer.save, {"model": model, "recipe": recipe})
+        if not world.leader:   # every rank holds the same weights; one writes them
+            return None
+        return checkpoint.save(args.output, step, trainer.save, {"model": model, "recipe": recipe,
+                                                                 "workers": world.size})
 
     for step in range(first, total + 1):
         start = time.perf_counter()
-        loss = trainer.step()
-        log.step(step, total, loss, time.perf_counter() - start, trainer.samples_per_step())
+        loss = parallel.mean(trainer.step(), world)
+        log.step(step, total, loss, time.perf_counter() - start, trainer.samples_per_step() * world.size)
         if args.output and args.save_every and step % args.save_every == 0 and step != total:
             saved = save(step)
     if args.output and first <= total:
         saved = save(total)
-    summary = log.summary(batch_size=trainer.samples_per_step(), threads=recipe["Global"]["threads"],
-                          data=trainer.describe_data(), checkpoint=str(saved) if saved else None,
-                          paddle=paddle.__version__)
+    summary = log.summary(batch_size=trainer.samples_per_step() * world.size, threads=recipe["Global"]["threads"],
+                          workers=world.size, data=trainer.describe_data(),
+                          checkpoint=str(saved) if saved else None, paddle=paddle.__version__,
+                          machine=platform.machine(), peak_rss_mb=resources.peak_rss_mb())
     return 0 if summary["loss_finite"] else 3
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
-        args, recipe = prepare(sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        args, recipe = prepare(argv)
         if args.print_recipe:
             import json
             print(json.dumps(recipe, indent=2, sort_keys=True))
             return 0
+        if len(args.device_ids) > 1 and not parallel.World.from_env().distributed:
+            return launch(args, recipe, argv)
         return train(args, recipe, started)
     except TrainError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

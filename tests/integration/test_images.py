@@ -4,61 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import struct
-import subprocess
-import sys
-import zlib
 from pathlib import Path
 
 import pytest
 
 from kunlun_bundle import cache, lock
 
+from tests.sample_data.classification import flowers as sample_flowers
+
+from .helpers import ROOT, docker, invoke, training
+
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kunlun/resnet50"
-STEP = re.compile(r"^\[resnet50\] step (\d+)/(\d+) \| loss (\S+) \| (\S+) images/s \| (\S+) s/step \| (.+)$")
-
-
-def invoke(*args, env=None, check=True):
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})})
-    if check and result.returncode != 0:
-        pytest.fail(f"invoke {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def docker(*args, check=True):
-    result = subprocess.run(["docker", *args], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        pytest.fail(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def training(output: str) -> tuple[list[tuple[int, int, float]], dict]:
-    """(step, total, loss) of every step line, and the JSON summary."""
-    steps, summary = [], None
-    for line in output.splitlines():
-        match = STEP.match(line)
-        if match:
-            steps.append((int(match[1]), int(match[2]), float(match[3])))
-        elif line.startswith('{"event": "summary"'):
-            summary = json.loads(line)
-    assert summary is not None, f"no summary line in:\n{output}"
-    return steps, summary
-
-
-def png(path: Path, width: int, height: int, rgb: tuple[int, int, int]) -> None:
-    """A tiny solid-colour PNG, written without any imaging library."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +30,7 @@ def built():
 
 @pytest.fixture
 def flowers(tmp_path) -> Path:
-    """A 3-class dataset in flowers102 layout: jpg/ images plus train_list.txt."""
-    data = tmp_path / "flowers"
-    lines = []
-    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]):
-        name = f"jpg/image_{i + 1:05d}.png"
-        png(data / name, 40, 32, colour)
-        lines.append(f"{name} {i % 3}")
-    (data / "train_list.txt").write_text("\n".join(lines) + "\n")
-    return data
+    return sample_flowers(tmp_path / "flowers")
 
 
 def test_the_base_is_bootstrapped_debian_with_the_right_platform(built):

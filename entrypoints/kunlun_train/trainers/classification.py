@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from .. import datasets
+from .. import parallel
+from ..datasets import classification as datasets
 from ..errors import TrainError
 
 # ImageNet statistics, as PaddleClas's NormalizeImage uses them.
@@ -16,19 +17,20 @@ STD = np.array([0.229, 0.224, 0.225], dtype="float32").reshape(3, 1, 1)
 class Trainer:
     unit = "images/s"
 
-    def __init__(self, recipe: dict, data: str | None):
+    def __init__(self, recipe: dict, data: str | None, world: parallel.World = parallel.World()):
         from paddleclas.ppcls.arch import build_model   # imported here: it pulls in the suite
 
         self.recipe = recipe
         g, arch = recipe["Global"], recipe["Arch"]
         self.size, self.batch = int(g["image_size"]), int(recipe["DataLoader"]["batch_size"])
         self.classes = int(arch["class_num"])
-        self.rng = np.random.default_rng(int(g.get("seed", 0)))
-        paddle.seed(int(g.get("seed", 0)))
+        self.rng = np.random.default_rng(world.seed(int(g.get("seed", 0))))
+        paddle.seed(int(g.get("seed", 0)))   # the same initial weights on every rank
         self.samples = None
         if data:
-            self.samples = datasets.classification_list(data, recipe["DataLoader"]["train_list"], self.classes)
-        self.model = build_model({"Arch": dict(arch), "Global": {"device": "cpu"}})
+            self.samples = world.shard(
+                datasets.classification_list(data, recipe["DataLoader"]["train_list"], self.classes))
+        self.model = parallel.wrap(build_model({"Arch": dict(arch), "Global": {"device": "cpu"}}), world)
         opt = recipe["Optimizer"]
         if opt.get("name", "Momentum") != "Momentum":
             raise TrainError(f"Optimizer.name={opt['name']!r}: only Momentum is supported")

@@ -1,11 +1,11 @@
-"""Mounted datasets, validated before training starts so a bad layout fails in a second with
-the file and line, not an hour in. This module reads text only; images are decoded by trainers."""
+"""Classification list files (flowers102 / ImageNet style): `<image path> <label>` per line."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TrainError
+from ..errors import TrainError
+from . import data_root, lines, required_file
 
 LIST_EXAMPLE = "'jpg/image_03601.jpg 12' (flowers102) or 'train/n01440764/n01440764_10026.JPEG 0' (ImageNet)"
 
@@ -19,20 +19,13 @@ class Sample:
 
 def classification_list(root: str | Path, list_file: str, class_num: int) -> list[Sample]:
     """Parse `<image path> <label>` lines (paths relative to root), checking every image exists."""
-    root = Path(root)
-    if not root.is_dir():
-        raise TrainError(f"--data {root}: not a directory")
-    path = root / list_file
-    if not path.is_file():
-        raise TrainError(f"{path}: missing; a classification dataset needs a list file with lines like {LIST_EXAMPLE}")
+    root = data_root(root)
+    path = required_file(root, list_file, f"a classification dataset needs a list file with lines like {LIST_EXAMPLE}")
     samples = []
-    for n, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for n, line in lines(path):
         fields = line.split()
         if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise TrainError(f"{path}:{n}: expected '<image path> <integer label>', got {raw!r}")
+            raise TrainError(f"{path}:{n}: expected '<image path> <integer label>', got {line!r}")
         label = int(fields[1])
         if not 0 <= label < class_num:
             raise TrainError(f"{path}:{n}: label {label} outside 0..{class_num - 1}; "

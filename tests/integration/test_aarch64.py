@@ -1,0 +1,59 @@
+"""The aarch64 (Phytium) chain from the same matrix and templates: on an x86_64 host it is
+bootstrapped, built and run under qemu-user emulation (slow: minutes cold, mostly the bootstrap)."""
+from __future__ import annotations
+
+import json
+import platform
+
+import pytest
+
+from kunlun_bundle import matrix, naming
+
+from .helpers import ROOT, docker, invoke, training
+
+pytestmark = pytest.mark.docker
+
+M = matrix.load(ROOT / "matrix.yaml")
+BASE = naming.base_image(M, "bookworm", "aarch64")
+PADDLE = naming.paddle_image(M, "cpu", "aarch64")
+IMAGE = naming.model_image(M, "resnet50", "cpu", "aarch64")
+
+
+@pytest.fixture(scope="module")
+def built():
+    """`invoke build --arch arm` (an alias) for ResNet50: base, Paddle, PaddleClas and model layers."""
+    result = invoke("build", "--arch", "arm", "--model", "resnet50")
+    assert "0 failed, 0 skipped" in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("image", [BASE, PADDLE, IMAGE])
+def test_every_layer_is_labelled_arm64(built, image):
+    info = json.loads(docker("image", "inspect", image).stdout)[0]
+    assert (info["Os"], info["Architecture"]) == ("linux", "arm64")
+
+
+def test_the_container_is_an_aarch64_userland(built):
+    result = docker("run", "--rm", "--network", "none", "--platform", "linux/arm64", "--entrypoint", "uname",
+                    IMAGE, "-m")
+    assert result.stdout.strip() == "aarch64"
+
+
+def test_resnet50_trains_one_step_on_aarch64(built):
+    """Emulated on an x86_64 host, native on an ARM one; the same image either way."""
+    result = invoke("run", "resnet50", "--arch", "arm", "--", "--steps", "1", "-o", "Global.image_size=64")
+    steps, summary = training(result.stdout)
+    assert [(s, total) for s, total, _ in steps] == [(1, 1)]
+    assert summary["loss_finite"] and summary["paddle"] == "3.2.2"
+    assert summary["machine"] == "aarch64"   # under qemu on this x86_64 host
+
+
+def test_the_host_default_is_unchanged_by_the_arm_build(built):
+    """`latest` stays the host's own arch: an arm build never retags the x86_64 image."""
+    if platform.machine() != "x86_64":
+        pytest.skip("checks the x86_64 host's latest tag")
+    latest = naming.model_latest(M, "resnet50")
+    if docker("image", "inspect", latest, check=False).returncode != 0:
+        pytest.skip(f"{latest} not built in this run")
+    info = json.loads(docker("image", "inspect", latest).stdout)[0]
+    assert info["Architecture"] == "amd64"
