@@ -13,9 +13,11 @@ from pathlib import Path
 from invoke import Exit, task
 
 from kunlun_bundle import base as base_rootfs
+from kunlun_bundle import fetch as fetcher
 from kunlun_bundle import build as builder
-from kunlun_bundle import chain, doctor as host_doctor, lock as locker, matrix
-from kunlun_bundle import naming, render as renderer, run as runner, ui
+from kunlun_bundle import chain, devices, doctor as host_doctor, lock as locker, matrix
+from kunlun_bundle import k8s as kube, multinode, naming, render as renderer, run as runner, ui
+from kunlun_bundle import publish as publisher
 from kunlun_bundle.errors import BundleError
 
 ROOT = Path(__file__).resolve().parent
@@ -72,6 +74,14 @@ def list_(c):
         rows.append([name, f"{model.suite} {suite.version}", state, "\n".join(archs),
                      ", ".join(flavours), "\n".join(tags) or "-"])
     ui.table(["model", "suite", "state", "archs", "flavours", "image tags"], rows)
+    rows = []
+    for name, f in m.flavours.items():
+        state = "ready" if f.status is matrix.Status.ready else f"planned: {f.reason or ''}".rstrip(": ")
+        runtime = m.runtimes[f.runtime] if f.runtime else None
+        device = f"XRE {runtime.version} ({', '.join(runtime.chips)})" if runtime else "CPU"
+        rows.append([name, state, device, ", ".join(f"{a}: {r}" for a, r in f.paddle.items()),
+                     f"{f.base} (Python {m.bases[f.base].python})"])
+    ui.table(["flavour", "state", "device", "paddle", "base"], rows)
 
 
 @bundle_task(help={"check": "Change nothing; exit 1 and list the files rendering would change."})
@@ -136,6 +146,22 @@ def fetch(c, arch=None, source=None):
     builder.fetch_inputs(m, layers, ROOT, Path(source) if source else None)
 
 
+@bundle_task(help={"flavour": "Flavours to show (default: all that download more than PyPI wheels).",
+                   "source": "Also look for the files in this directory."})
+def inputs(c, flavour=None, source=None):
+    """The files the XPU flavours need besides PyPI wheels: URL, recorded sha256, and the sha256 of a local copy."""
+    m = matrix.load(MATRIX)
+    names = [f.strip() for f in flavour.split(",")] if flavour else list(m.flavours)
+    rows = []
+    for where, what, item in fetcher.declared_inputs(m, names):
+        local = fetcher.locate(item.filename, Path(source) if source else None)
+        actual = fetcher.sha256_of(local) if local else None
+        state = ("matches" if actual == item.sha256 else "DIFFERS from the recorded sha256") if actual and item.sha256 \
+            else (f"record it at {where}.sha256" if actual else "no local copy")
+        rows.append([what, item.url, item.sha256 or "not recorded", f"{local}\n{actual}" if local else "-", state])
+    ui.table(["input", "url", "recorded sha256", "local copy / its sha256", "state"], rows)
+
+
 @bundle_task(iterable=["model"],
              help={"arch": "Arch(s): native (default), all, or a name/alias such as arm or x86.",
                    "model": "Model to build; repeat for several (default: every ready model).",
@@ -155,15 +181,87 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
                    "data": "Dataset directory on the host, mounted read-only at /data.",
                    "output": "Directory on the host for checkpoints, mounted at /output.",
                    "cpus": "Limit the container to this many CPUs (docker --cpus).",
-                   "devices": "Data-parallel workers in the container: a count (2) or device ids (0,1)."})
-def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, devices=None):
+                   "devices": "Data-parallel workers in the container: a count (2) or device ids (0,1).",
+                   "xpus": "Kunlun cards to map in: 0,1 or all (with /dev/xpuctrl; never --privileged).",
+                   "nodes": "Run an N-node job on this Docker host: N containers on a private network.",
+                   "nnodes": "Nodes of a job across hosts (run this on every host, each with its --rank).",
+                   "rank": "This host's rank in a job across hosts (0 is the master).",
+                   "master": "Rank 0's address HOST:PORT for a job across hosts."})
+def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, devices=None, xpus=None,
+        nodes=None, nnodes=None, rank=None, master=None):
     """Train MODEL in its container. Arguments after `--` go to the entrypoint (try `-- --help`)."""
     m = matrix.load(MATRIX)
     [cell] = _cells(m, arch, [model], flavour)[:1]
     args = (["--devices", str(devices)] if devices else []) + _extra_args()
-    code = runner.run(m, cell, data=data, output=output, args=args, cpus=cpus)
+    if nodes:
+        code = multinode.run_job(cell, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
+    else:
+        across = [f"--{k}={v}" for k, v in (("nnodes", nnodes), ("rank", rank), ("master", master)) if v is not None]
+        code = runner.run(m, cell, data=data, output=output, args=args + across, cpus=cpus, xpus=xpus,
+                          host_network=bool(across))
     if code:
         raise Exit(code=code)
+
+
+@bundle_task(help={"output": "Where to write the spec (default /etc/cdi/kunlunxin-xpu.yaml; '-' prints it).",
+                   "dev_root": "Where the device nodes are (default /dev, or $KUNLUN_DEV_ROOT)."})
+def cdi(c, output="/etc/cdi/kunlunxin-xpu.yaml", dev_root=None):
+    """Write a Container Device Interface spec for this host's Kunlun cards (kunlunxin.com/xpu=0, ..., =all)."""
+    spec = devices.cdi_spec(devices.Cards.discover(Path(dev_root) if dev_root else None))
+    if output == "-":
+        print(devices.cdi_text(spec), end="")
+        return
+    devices.write_cdi(spec, Path(output))
+    names = ", ".join(f"{devices.CDI_KIND}={d['name']}" for d in spec["devices"])
+    ui.info(f"wrote {output}: {names}")
+    ui.info(f"use with a CDI-aware runtime, e.g. `docker run --device {devices.CDI_KIND}=0 ...` (Docker 25+, CDI enabled)")
+
+
+@bundle_task(iterable=["model"],
+             help={"registry": "Where to publish: HOST[:PORT]/NAMESPACE (credentials: $KUNLUN_REGISTRY_USER and "
+                               "$KUNLUN_REGISTRY_PASSWORD, or `docker login`).",
+                   "model": "Model to publish; repeat for several (default: every ready model).",
+                   "flavour": "Device flavour(s), comma-separated (default: cpu).",
+                   "arch": "Arch(s) whose images this run smoke-tests and pushes (default: all; none: manifest lists only); the "
+                           "manifest lists then take the other archs from the registry, from this commit only.",
+                   "push": "Push and put the manifest lists; without it only the plan is printed.",
+                   "force": "Overwrite immutable tags that name other images.",
+                   "manifests": "Put the manifest lists (default); --no-manifests pushes the per-arch images only.",
+                   "report": "Directory for report.json and the SBOMs (default .cache/publish-report); "
+                             "rerun an interrupted publish with the same one.",
+                   "smoke_args": "Extra entrypoint arguments for the 1-step smoke test, e.g. '-o Global.image_size=64'."})
+def publish(c, registry, model=None, flavour=None, arch="all", push=False, force=False, manifests=True,
+            report=".cache/publish-report", smoke_args=""):
+    """Plan or push model images with their multi-arch manifest lists, tags, labels and SBOMs."""
+    m = matrix.load(MATRIX)
+    archs = [a.name for a in m.arch_registry.resolve(arch)] if arch not in ("none", "") else []
+    layers = _cells(m, "all", model or [], flavour)
+    publisher.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
+                      report_dir=Path(report), smoke_args=smoke_args.split())
+
+
+@bundle_task(iterable=["arg"],
+             help={"model": "The model to train, e.g. resnet50.",
+                   "nodes": "Pods (ranks) in the job.",
+                   "xpus_per_node": "Kunlun cards per pod, requested as baidu.com/xpu (0: CPU).",
+                   "registry": "Registry prefix the images are pushed under, e.g. registry.example:5000/kunlun.",
+                   "flavour": "Image flavour (default: xpu with --xpus-per-node, else cpu).",
+                   "arch": "Image arch (default: native).",
+                   "data_claim": "PersistentVolumeClaim holding the dataset (mounted read-only at /data).",
+                   "output_claim": "PersistentVolumeClaim for checkpoints, shared by all ranks (/output).",
+                   "output": "Directory for the manifests (default k8s/MODEL).",
+                   "arg": "An entrypoint argument, repeatable: --arg=--steps --arg=100."})
+def k8s(c, model, nodes=2, xpus_per_node=0, registry=None, flavour=None, arch=None, data_claim=None,
+        output_claim=None, output=None, arg=None):
+    """Write Kubernetes manifests for a multi-node job: a PaddleJob and an Indexed Job + headless Service."""
+    m = matrix.load(MATRIX)
+    flavour = flavour or ("xpu" if int(xpus_per_node) else None)
+    [cell] = _cells(m, arch, [model], flavour)[:1]
+    job = kube.Job(name=f"kunlun-{model}", image=naming.registry_image(cell.image, registry), nodes=int(nodes),
+                   xpus_per_node=int(xpus_per_node), data_claim=data_claim, output_claim=output_claim,
+                   args=list(arg or []))
+    for path in kube.write(job, Path(output or ROOT / "k8s" / model)):
+        ui.info(f"wrote {path}")
 
 
 @bundle_task

@@ -6,7 +6,11 @@ off. A failed layer skips the layers above it; the rest go on, and the summary s
 from __future__ import annotations
 
 import datetime
+import functools
 import json
+import os
+import re
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +60,7 @@ def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
 
 def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
     ctx = BuildContext(mtime=m.bases[layer.base].source_date_epoch)
-    ctx.add_file("Dockerfile", root / layer.dockerfile)
+    ctx.add_bytes("Dockerfile", dockerfile_with_labels(root / layer.dockerfile, labels_for(m, layer, root)))
     if layer.kind == "base":
         with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
             ctx.add_file("rootfs.tar", base_rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail))
@@ -68,6 +72,13 @@ def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
             if not path.exists():
                 raise InputError(f"{wheel.filename} is not in the cache ({path.parent})", hint="run `invoke fetch`")
             ctx.add_file(f"wheels/{wheel.filename}", path, sha256=wheel.sha256)
+        archive = runtime_archive(m, layer)
+        if archive is not None:
+            path = fetch.cached(archive, cache.downloads())
+            if not path.exists():
+                raise InputError(f"{archive.filename} (XPU runtime) is not in the cache ({path.parent})",
+                                 hint="run `invoke fetch`")
+            ctx.add_file(f"runtime/{archive.filename}", path, sha256=archive.sha256)
         if layer.kind == "suite":
             for patch in m.suites[layer.name].patches:
                 ctx.add_file(f"patches/{patch}", root / patch_path(layer.name, patch))
@@ -77,13 +88,79 @@ def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
     return ctx
 
 
+# The licence of what the images hold: PaddlePaddle and its suites (PaddleClas, -Detection, -Seg,
+# -NLP, PARL) are Apache-2.0.
+LICENSES = "Apache-2.0"
+
+
+def dockerfile_with_labels(path: Path, labels: dict[str, str]) -> bytes:
+    """The committed Dockerfile plus one LABEL instruction with the build-time labels. (Docker's
+    own build-time labels cost the legacy builder one committed step per label.)"""
+    text = path.read_text(encoding="utf-8")
+    if labels:
+        # Quoted with escapes; `$` escaped too, or Docker would substitute variables in the value.
+        pairs = " \\\n      ".join(f"{key}={json.dumps(value, ensure_ascii=False).replace('$', chr(92) + '$')}"
+                                    for key, value in sorted(labels.items()))
+        text = text.rstrip("\n") + f"\n# Build-time labels (kunlun_bundle/build.py labels_for)\nLABEL {pairs}\n"
+    return text.encode("utf-8")
+
+
 def labels_for(m: Matrix, layer: Layer, root: Path) -> dict[str, str]:
-    """Labels that depend on more than the Dockerfile (the lock file's or the rootfs inputs' hash)."""
+    """Labels that depend on more than the Dockerfile (the lock file's or the rootfs inputs' hash),
+    and on model images, the published ones, the OCI annotations and what the image was built from.
+
+    The commit-dependent labels (revision, created) go on the model layer only: a label on a lower
+    layer changes that image's id, and every layer above it then misses Docker's cache (a suite
+    layer is minutes to build, under emulation many). On the model layer a new commit costs one
+    label step. `created` is the commit time, not the clock, so a rebuild of a commit is the same."""
     if layer.kind == "base":
         return {BASE_INPUTS_LABEL: base_rootfs.inputs_sha256(m, layer.name, layer.arch)}
     if layer.lock:
         return {"io.kunlun.lock.sha256": fetch.sha256_of(root / layer.lock)}
-    return {}
+    if layer.kind != "model":
+        return {}
+    spec, suite, flavour = m.models[layer.name], layer.parent, m.flavours[layer.flavour]
+    runtime = m.runtimes[flavour.runtime] if flavour.runtime else None
+    # The model template already sets title, version, arch, flavour, Paddle and suite versions;
+    # only what it cannot know is added here (a published image carries both, see publish.py).
+    labels = {
+        "org.opencontainers.image.description":
+            f"Trains {spec.title} ({spec.task}, {spec.suite} {m.suites[spec.suite].version}) with PaddlePaddle "
+            f"{m.paddle_version(layer.flavour, layer.arch.name)} on {runtime_name(m, layer.flavour)}; "
+            f"`docker run IMAGE --help` lists the options",
+        "org.opencontainers.image.licenses": LICENSES,
+        "io.kunlun.runtime.version": runtime.version if runtime else "none",
+        "io.kunlun.lock.paddle.sha256": fetch.sha256_of(root / suite.parent.lock),
+        f"io.kunlun.lock.{spec.suite}.sha256": fetch.sha256_of(root / suite.lock),
+    }
+    return labels | {f"org.opencontainers.image.{k}": v for k, v in git_facts(root).items()}
+
+
+def runtime_name(m: Matrix, flavour: str) -> str:
+    runtime = m.flavours[flavour].runtime
+    return f"Kunlun XPU (XRE {m.runtimes[runtime].version})" if runtime else "CPU"
+
+
+@functools.lru_cache(maxsize=None)
+def git_facts(root: Path) -> dict[str, str]:
+    """source, revision and created (the commit time) for the OCI labels; what git cannot tell is left out."""
+    def git(*args: str) -> str:
+        try:
+            result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return result.stdout.strip() if result.returncode == 0 else ""
+    facts = {"revision": git("rev-parse", "HEAD"), "created": git("log", "-1", "--format=%cI")}
+    source = os.environ.get("KUNLUN_SOURCE_URL") or (
+        f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}"
+        if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY") else git("remote", "get-url", "origin"))
+    facts["source"] = public_url(source)
+    return {k: v for k, v in facts.items() if v}
+
+
+def public_url(url: str) -> str:
+    """A remote URL without credentials (https://user:token@host/x -> https://host/x)."""
+    return re.sub(r"^([a-z+]+://)[^/@]*@", r"\1", url.strip())
 
 
 def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool) -> Result:
@@ -102,12 +179,31 @@ def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: b
                 if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
                     ui.detail(line)
             new_id = docker_api.build(client, tarball, layer.image, layer.arch.platform, nocache=no_cache,
-                                      labels=labels_for(m, layer, root), on_line=show)
+                                      on_line=show)
     if layer.kind == "base":
         dated = naming.base_dated_image(m, layer.name, layer.arch.name, datetime.date.today().strftime("%Y%m%d"))
         client.images.get(new_id).tag(*dated.rsplit(":", 1))
     size = client.images.get(new_id).attrs["Size"]
-    return Result(layer, "cached" if before == new_id else "built", time.monotonic() - start, size)
+    result = Result(layer, "cached" if before == new_id else "built", time.monotonic() - start, size)
+    if result.status == "built":
+        record(result)
+    return result
+
+
+def record(result: Result) -> None:
+    """Append a built layer's time and size to the cache's build log (bench/ reads it)."""
+    entry = {"image": result.layer.image, "kind": result.layer.kind, "arch": result.layer.arch.name,
+             "seconds": round(result.seconds, 1), "size": result.size,
+             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    with open(cache.root() / "build-log.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def runtime_archive(m: Matrix, layer: Layer):
+    """The XPU runtime archive a framework layer installs, or None (CPU flavours)."""
+    if layer.kind != "paddle" or not m.flavours[layer.flavour].runtime:
+        return None
+    return m.runtimes[m.flavours[layer.flavour].runtime].archives[layer.arch.name]
 
 
 def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Path] = None) -> None:
@@ -118,6 +214,10 @@ def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Pa
         else f"verify {len(wheels)} cached wheels"
     with ui.step(label):
         fetch.fetch(wheels.values(), source=source)
+    archives = {a.filename: a for a in filter(None, (runtime_archive(m, layer) for layer in layers))}
+    if archives:
+        with ui.step(f"fetch or verify {len(archives)} XPU runtime archive(s) in {cache.downloads()}"):
+            fetch.fetch(archives.values(), source=source, directory=cache.downloads())
 
 
 def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cache: bool = False,

@@ -1,4 +1,4 @@
-"""The host cache of downloaded and built inputs (wheels, rootfs tarballs). Never in git.
+"""The host cache of downloaded and built inputs (wheels, runtime archives, rootfs tarballs). Never in git.
 $KUNLUN_CACHE overrides the default ~/.cache/kunlun-bundle (or $XDG_CACHE_HOME/kunlun-bundle);
 a cache shared across clones keeps CI and rebuilds warm."""
 from __future__ import annotations
@@ -22,6 +22,11 @@ def _dir(name: str) -> Path:
 
 def wheels() -> Path:
     return _dir("wheels")
+
+
+def downloads() -> Path:
+    """Inputs other than wheels: XPU runtime archives."""
+    return _dir("downloads")
 
 
 def rootfs() -> Path:

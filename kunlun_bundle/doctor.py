@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
-from . import cache, docker_api, host, naming, ui
+from . import cache, devices, docker_api, host, naming, ui
 from .errors import BundleError, HostError
 from .matrix import Matrix
 
@@ -48,13 +51,92 @@ def checks(m: Matrix) -> list[Check]:
         free = host.free_bytes(path)
         results.append(Check(label, free >= MIN_FREE, f"{ui.size(free)} free at {path}",
                              f"free space below {path} (at least {ui.size(MIN_FREE)}), e.g. `docker system prune`"))
+    results += xpu_checks(client)
     if client is not None:
         for arch in m.arch_registry:
-            for base in m.bases:
+            for base in {m.flavours[f].base for f in m.ready_flavours()}:
                 tag = naming.base_image(m, base, arch.name)
                 present = docker_api.image(client, tag) is not None
                 results.append(Check(f"base image {tag}", present, "present" if present else "missing",
                                      f"invoke base --arch {arch.name}", required=False))
+    return results
+
+
+def proc_root() -> Path:
+    return Path(os.environ.get("KUNLUN_PROC_ROOT", "/proc"))
+
+
+VERSION = re.compile(r"\d+\.\d+(?:\.\d+)*")
+
+
+def driver_version() -> Optional[str]:
+    """The loaded Kunlun driver's version, from /proc/xpu/version when the driver provides it."""
+    path = proc_root() / "xpu" / "version"
+    if path.is_file():
+        match = VERSION.search(path.read_text(errors="replace"))
+        return match.group(0) if match else None
+    return None
+
+
+def driver_loaded() -> tuple[bool, str]:
+    if (proc_root() / "xpu").is_dir():
+        return True, f"{proc_root() / 'xpu'} present"
+    modules = proc_root() / "modules"
+    if modules.is_file():
+        names = [line.split()[0] for line in modules.read_text().splitlines() if line.strip()]
+        found = [n for n in names if n in ("kunlun", "xpu_driver")]
+        if found:
+            return True, f"module {found[0]} loaded"
+    return False, f"no {proc_root() / 'xpu'} and no kunlun module in lsmod"
+
+
+def xpu_checks(client) -> list[Check]:
+    """Only on hosts that look like Kunlun hosts (cards, driver); elsewhere one line saying CPU only."""
+    cards = devices.Cards.discover()
+    loaded, why = driver_loaded()
+    if not cards.cards and not loaded:
+        return [Check("Kunlun XPU", True, f"no cards under {devices.dev_root()} and no driver: CPU training only",
+                      required=False)]
+    results = [Check("Kunlun driver", loaded, why, "install and load the Kunlun driver (kunlun.ko): "
+                     "`sudo modprobe kunlun`; the container needs only the device nodes, the host needs the driver")]
+    results.append(Check("XPU device nodes", bool(cards.cards), cards.describe(),
+                         f"no {devices.dev_root()}/xpuN nodes: the driver creates them when it loads"))
+    for index, node in cards.cards.items():
+        ok = node.char and node.world_rw
+        detail = f"{node.path} {'char device' if node.char else 'NOT a char device'}, mode {oct(node.mode)}"
+        fix = "" if ok else ("recreate it (the driver does)" if not node.char else
+                             f"`sudo chmod 666 {node.path}`, or rely on the bundle adding the group {node.gid} "
+                             "to the container (invoke run does)")
+        results.append(Check(f"xpu{index} node", ok, detail, fix, required=node.char))
+    ctrl = cards.ctrl
+    results.append(Check("xpuctrl node", ctrl is not None and ctrl.char,
+                         str(ctrl.path) if ctrl else f"{devices.dev_root()}/{devices.CTRL} missing",
+                         "every process using a card needs /dev/xpuctrl; reload the driver"))
+    smi = shutil.which("xpu_smi") or shutil.which("xpu-smi")
+    if smi is None:
+        results.append(Check("xpu_smi", False, "not on PATH", "install the XRE runtime on the host "
+                             "(it ships bin/xpu_smi) or the driver's tools", required=False))
+    else:
+        try:
+            proc = subprocess.run([smi], capture_output=True, text=True, timeout=30)
+            ok, detail = proc.returncode == 0, (proc.stdout or proc.stderr).strip().splitlines()[:1]
+            results.append(Check("xpu_smi", ok, f"{smi}: {detail[0] if detail else 'no output'}",
+                                 "xpu_smi failing usually means a missing or mismatched driver: check `lsmod | grep kunlun`"))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            results.append(Check("xpu_smi", False, f"{smi}: {exc}", "check the driver installation"))
+    host = driver_version()
+    if client is not None:
+        for image in client.images.list(filters={"label": "io.kunlun.xpu.runtime.version"}):
+            wanted = image.labels["io.kunlun.xpu.runtime.version"]
+            tag = image.tags[0] if image.tags else image.short_id
+            if host is None:
+                results.append(Check(f"driver for {tag}", False, f"image runtime {wanted}; host driver version unknown "
+                                     f"(no {proc_root() / 'xpu/version'})", "check `xpu_smi` on the host", required=False))
+            else:
+                same = host.split(".")[0] == wanted.split(".")[0]
+                results.append(Check(f"driver for {tag}", same, f"host driver {host}, image runtime {wanted}",
+                                     f"use an image whose runtime matches driver {host.split('.')[0]}.x "
+                                     "(the xpu flavours in matrix.yaml), or update the host driver"))
     return results
 
 

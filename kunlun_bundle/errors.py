@@ -48,3 +48,18 @@ class BuildError(BundleError):
 class RunError(BundleError):
     """A container could not be started or the training inside it failed."""
     exit_code = 8
+
+
+class PublishError(BundleError):
+    """Publishing stopped or left cells unpublished: the registry failed, or the gate held a cell back."""
+    exit_code = 9
+
+
+class RegistryAuthError(PublishError):
+    """The registry wants credentials that were not given, or refused the ones that were."""
+    exit_code = 10
+
+
+class TagConflictError(PublishError):
+    """An immutable tag in the registry already names a different image (overwrite with --force)."""
+    exit_code = 11

@@ -22,3 +22,8 @@ USER = User()
 
 def suite_dir(suite: str) -> str:
     return f"{SUITES}/{suite}"
+
+
+def xpu_dir(version: str) -> str:
+    """Where an XPU runtime (XRE) is unpacked; /usr/local/xpu links to it."""
+    return f"/usr/local/xpu-{version}"

@@ -16,11 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from .chain import Layer
 from .errors import InputError
 from .matrix import Matrix
+
+# What the suite image needs to build the sdists among a suite's `no_deps` packages offline
+# (pip --no-build-isolation). Locked with the suite whenever it has `no_deps` packages, installed only
+# in the throw-away install stage (templates/suite.Dockerfile.j2), never into the suite directory.
+BUILD_TOOLS = ("setuptools", "wheel")
 
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+) --hash=sha256:(?P<sha256>[0-9a-f]{64})\s+# (?P<url>\S+)$")
 
@@ -35,6 +41,11 @@ class Wheel:
     @property
     def filename(self) -> str:
         return unquote(self.url.rsplit("/", 1)[-1])
+
+    @property
+    def is_sdist(self) -> bool:
+        """A source archive (built in the image) rather than a wheel."""
+        return not self.filename.endswith(".whl")
 
     def line(self) -> str:
         return f"{self.name}=={self.version} --hash=sha256:{self.sha256}  # {self.url}"
@@ -104,13 +115,22 @@ def inputs(m: Matrix, layer: Layer, root: Path = Path(".")) -> dict:
     flavour = m.flavours[layer.flavour]
     if layer.kind == "paddle":
         reqs = [flavour.paddle[layer.arch.name], *flavour.requirements]
-        return {"cell": layer.cell, "target": Target.of(m, layer).__dict__, "requirements": reqs}
+        values = {"cell": layer.cell, "target": Target.of(m, layer).__dict__, "requirements": reqs}
+        wheel = flavour.wheels.get(layer.arch.name)
+        if wheel:       # only then, so the CPU locks' inputs (and hashes) stay as they were
+            values.update(wheel=wheel.model_dump(), dependencies_of=flavour.dependencies_of)
+        if flavour.index:
+            values.update(index=flavour.index)
+        return values
     if layer.kind == "suite":
         suite = m.suites[layer.name]
         parent = LockFile.read(root / layer.parent.lock)
-        return {"cell": layer.cell, "target": Target.of(m, layer).__dict__,
-                "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
-                "framework": sorted(parent.pins())}
+        values = {"cell": layer.cell, "target": Target.of(m, layer).__dict__,
+                  "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
+                  "framework": sorted(parent.pins())}
+        if suite.no_deps:   # only then: the other suites' inputs (and lock hashes) stay as they were
+            values.update(no_deps=list(suite.no_deps), build_tools=list(BUILD_TOOLS))
+        return values
     raise ValueError(f"{layer.kind} layers have no lock")
 
 
@@ -128,15 +148,22 @@ def is_current(m: Matrix, layer: Layer, root: Path = Path(".")) -> bool:
         return False
 
 
-def pip_resolve(requirements: list[str], target: Target, no_deps: bool = False) -> list[Wheel]:
-    """Run pip's resolver for the target platform without installing anything."""
+def pip_resolve(requirements: list[str], target: Target, no_deps: bool = False,
+                sdists: bool = False, index: str | None = None) -> list[Wheel]:
+    """Run pip's resolver for the target platform without installing anything. With `sdists`
+    (only together with `no_deps`, as pip requires for a foreign platform), a project without a
+    wheel for the target resolves to its upstream source archive."""
+    if sdists and not no_deps:
+        raise ValueError("sdists are resolved without dependencies only")
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--disable-pip-version-check", "--report", str(report), "--only-binary=:all:",
+               "--disable-pip-version-check", "--report", str(report),
+               *([] if sdists else ["--only-binary=:all:"]),
                *[f"--platform={tag}" for tag in target.platform_tags()], "--python-version", target.python,
                "--implementation", "cp", "--abi", "cp" + target.python.replace(".", "")]
         cmd += ["--no-deps"] if no_deps else []
+        cmd += ["--extra-index-url", index] if index else []   # e.g. Paddle's own index for device builds
         proc = subprocess.run(cmd + requirements, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n    ".join(proc.stderr.strip().splitlines()[-12:])
@@ -158,16 +185,39 @@ def pip_resolve(requirements: list[str], target: Target, no_deps: bool = False) 
     return wheels
 
 
+def direct_wheel(values: dict, target: Target) -> list[Wheel]:
+    """A Paddle build given as a wheel file (not on any index): its dependencies are those of the
+    PyPI project it is a build of, at the same version; the wheel itself is pinned by the matrix."""
+    paddle, *others = values["requirements"]
+    req = Requirement(paddle)
+    version = str(req.specifier).lstrip("=")
+    proxy = canonicalize_name(values["dependencies_of"])
+    deps = pip_resolve([f"{proxy}=={version}", *others], target, index=values.get("index"))
+    wheel = values["wheel"]
+    if not wheel.get("sha256"):
+        raise InputError(f"no sha256 for {wheel['url']} in matrix.yaml", hint="record it before locking")
+    return [w for w in deps if w.name != proxy] + [Wheel(canonicalize_name(req.name), version, wheel["sha256"], wheel["url"])]
+
+
 def resolve(m: Matrix, layer: Layer, root: Path = Path(".")) -> LockFile:
     values = inputs(m, layer, root)
     target = Target.of(m, layer)
-    if layer.kind == "paddle":
-        wheels = pip_resolve(values["requirements"], target)
+    if layer.kind == "paddle" and "wheel" in values:
+        wheels = direct_wheel(values, target)
+    elif layer.kind == "paddle":
+        wheels = pip_resolve(values["requirements"], target, index=values.get("index"))
     else:
         # The suite's own pins are stale or conflicting, so it is resolved alone (no deps) and what it
         # imports is resolved with the framework's pins fixed; the framework's wheels are not repeated.
         framework = {canonicalize_name(p.split("==")[0]) for p in values["framework"]}
         deps = pip_resolve(values["requirements"] + values["framework"], target) if values["requirements"] else []
-        wheels = [w for w in deps if w.name not in framework]
+        no_deps = values.get("no_deps", [])
+        exact = {canonicalize_name(p.split("==")[0]) for p in no_deps}   # their pins win over any dep's
+        wheels = [w for w in deps if w.name not in framework | exact]
         wheels += pip_resolve([values["suite"]], target, no_deps=True)
+        if no_deps:
+            wheels += pip_resolve(no_deps, target, no_deps=True, sdists=True)
+            have = {w.name for w in wheels} | framework
+            tools = [t for t in values["build_tools"] if canonicalize_name(t) not in have]
+            wheels += pip_resolve(tools, target, no_deps=True) if tools else []
     return LockFile(layer.cell, inputs_sha256(values), tuple(wheels))

@@ -16,6 +16,7 @@ from .arch import KEYWORDS, Arch, Archs
 from .errors import MatrixError
 
 NAME = r"^[a-z0-9][a-z0-9._-]*$"   # usable in image names, tags and file names
+SHA256 = r"^[0-9a-f]{64}$"
 
 
 class _Strict(BaseModel):
@@ -47,6 +48,27 @@ class Base(_Strict):
     packages: list[str] = Field(min_length=1)
 
 
+class Download(_Strict):
+    """A file fetched by URL and checked by sha256. A missing sha256 means not recorded yet: the
+    file has never been seen by whoever maintains the matrix, so nothing can be built from it."""
+    url: str = Field(pattern=r"^(https?|file)://")
+    sha256: Optional[str] = Field(default=None, pattern=SHA256)
+
+    @property
+    def filename(self) -> str:
+        from urllib.parse import unquote
+        return unquote(self.url.rsplit("/", 1)[-1])
+
+
+class Runtime(_Strict):
+    """A Kunlun XPU runtime (XRE) release for one chip generation."""
+    description: str
+    chips: list[str] = Field(min_length=1)
+    version: str = Field(pattern=r"^\d+(\.\d+)+$")
+    smi: str = "xpu_smi"                  # the health tool in the archive's bin/ (P800: xpu-smi)
+    archives: dict[str, Download]         # arch -> XRE archive (tar.gz with one top directory)
+
+
 class Flavour(_Strict):
     description: str
     status: Status = Status.ready
@@ -54,6 +76,13 @@ class Flavour(_Strict):
     base: str
     paddle: dict[str, str]          # arch -> pinned Paddle requirement
     requirements: list[str] = []
+    runtime: Optional[str] = None   # an entry of `runtimes`, installed in the framework layer
+    # Where a Paddle build not on PyPI comes from: a package index (pip --extra-index-url), or a
+    # direct wheel per arch. A direct wheel's dependencies are resolved from the PyPI project
+    # `dependencies_of` at the same version (Paddle's device builds share the CPU build's).
+    index: Optional[str] = Field(default=None, pattern=r"^https?://")
+    wheels: dict[str, Download] = {}
+    dependencies_of: Optional[str] = None
 
 
 class Suite(_Strict):
@@ -65,6 +94,11 @@ class Suite(_Strict):
     # Reviewed fixes applied to the installed suite at image build (patches/<suite>/<file>),
     # in order; a patch that stops applying fails the build.
     patches: list[str] = []
+    # Packages installed without their declared dependencies (what they import belongs in
+    # `requirements`), pinned exactly: a stale wheel whose metadata drags in a heavy unused stack, or
+    # a pure-Python project PyPI has only as source. The lock records the wheel for the target or,
+    # when there is none, the upstream sdist, which the suite image builds offline (lock.BUILD_TOOLS).
+    no_deps: list[str] = []
 
     def requirement(self, name: str) -> str:
         return f"{self.package or name}=={self.version}"
@@ -86,6 +120,7 @@ class Matrix(_Strict):
     bundle: Bundle
     archs: dict[str, ArchSpec] = Field(min_length=1)
     bases: dict[str, Base] = Field(min_length=1)
+    runtimes: dict[str, Runtime] = {}
     flavours: dict[str, Flavour] = Field(min_length=1)
     suites: dict[str, Suite] = Field(min_length=1)
     models: dict[str, Model] = Field(min_length=1)
@@ -213,6 +248,12 @@ def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, 
                 problems.append((at, f"'{alias}' already names arch '{seen[alias.lower()]}'"))
             seen[alias.lower()] = name
 
+    for name, runtime in m.runtimes.items():
+        for arch in runtime.archives:
+            if arch not in m.archs:
+                problems.append((("runtimes", name, "archives", arch),
+                                 f"unknown arch '{arch}' (expected one of: {one_of(m.archs)})"))
+
     for name, flavour in m.flavours.items():
         if flavour.base not in m.bases:
             problems.append((("flavours", name, "base"),
@@ -226,10 +267,37 @@ def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, 
             problems += _pinned(at, req)
         for i, req in enumerate(flavour.requirements):
             problems += _valid(("flavours", name, "requirements", i), req)
+        if flavour.runtime and flavour.runtime not in m.runtimes:
+            problems.append((("flavours", name, "runtime"),
+                             f"unknown runtime '{flavour.runtime}' (expected one of: {one_of(m.runtimes)})"))
+        for arch, wheel in flavour.wheels.items():
+            at = ("flavours", name, "wheels", arch)
+            if arch not in flavour.paddle:
+                problems.append((at, f"a wheel for '{arch}', which has no paddle pin in this flavour"))
+            elif not flavour.dependencies_of:
+                problems.append((("flavours", name), "direct wheels need `dependencies_of` (where their dependencies are resolved from)"))
+        if flavour.status is Status.ready:
+            # A ready flavour builds: every input it downloads must be pinned by hash.
+            inputs = {("wheels", a): w for a, w in flavour.wheels.items()}
+            if flavour.runtime in m.runtimes:
+                inputs.update({("runtimes", a): d for a, d in m.runtimes[flavour.runtime].archives.items()
+                               if a in flavour.paddle})
+                for arch in flavour.paddle:
+                    if arch not in m.runtimes[flavour.runtime].archives:
+                        problems.append((("runtimes", flavour.runtime, "archives"),
+                                         f"no runtime archive for '{arch}', which ready flavour '{name}' builds"))
+            for (kind, arch), download in inputs.items():
+                if download.sha256 is None:
+                    at = ("flavours", name, "wheels", arch) if kind == "wheels" \
+                        else ("runtimes", flavour.runtime, "archives", arch)
+                    problems.append((at, f"no sha256 for {download.filename}, which ready flavour '{name}' needs "
+                                         "(`invoke inputs --source DIR` prints it once you have the file)"))
 
     for name, suite in m.suites.items():
         for i, req in enumerate(suite.requirements):
             problems += _valid(("suites", name, "requirements", i), req)
+        for i, req in enumerate(suite.no_deps):
+            problems += _exact(("suites", name, "no_deps", i), req)
         for i, patch in enumerate(suite.patches):
             if not (root / patch_path(name, patch)).is_file():
                 problems.append((("suites", name, "patches", i), f"no such file {patch_path(name, patch)}"))
@@ -284,6 +352,16 @@ def _pinned(at: tuple, req: str) -> list[tuple[tuple, str]]:
     spec = list(Requirement(req).specifier)
     if len(spec) != 1 or spec[0].operator != "==":
         return [(at, f"Paddle must be pinned exactly, like 'paddlepaddle==3.2.2' (got '{req}')")]
+    return []
+
+
+def _exact(at: tuple, req: str) -> list[tuple[tuple, str]]:
+    bad = _valid(at, req)
+    if bad:
+        return bad
+    spec = list(Requirement(req).specifier)
+    if len(spec) != 1 or spec[0].operator != "==":
+        return [(at, f"a package installed without its dependencies must be pinned exactly, like 'jieba==0.42.1' (got '{req}')")]
     return []
 
 

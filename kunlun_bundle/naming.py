@@ -27,8 +27,13 @@ def model_version(m: Matrix, flavour: str, arch: str) -> str:
     return f"{m.bundle.version}-paddle{m.paddle_version(flavour, arch)}"
 
 
+def model_tag(m: Matrix, flavour: str, arch: str) -> str:
+    """A model image's tag (the same for every model), e.g. 0.1.0-paddle3.2.2-cpu-x86_64."""
+    return f"{model_version(m, flavour, arch)}-{flavour}-{arch}"
+
+
 def model_image(m: Matrix, model: str, flavour: str, arch: str) -> str:
-    return f"{m.bundle.namespace}/{model}:{model_version(m, flavour, arch)}-{flavour}-{arch}"
+    return f"{m.bundle.namespace}/{model}:{model_tag(m, flavour, arch)}"
 
 
 def model_latest(m: Matrix, model: str) -> str:
@@ -39,3 +44,53 @@ def model_latest(m: Matrix, model: str) -> str:
 def default_flavour(m: Matrix) -> str:
     """The flavour `latest` points at and builds default to: the first ready one in the matrix."""
     return m.ready_flavours()[0]
+
+
+# --- published tags (`invoke publish`) -------------------------------------------------------
+# In a registry, a model's repository is <registry>/<model>, where <registry> is HOST[:PORT]/NAMESPACE
+# (the matrix's namespace when the argument has no path). Tags:
+#   per-arch, immutable:   0.1.0-paddle3.2.2-cpu-x86_64   one image (the local tag, pushed as is)
+#   version, immutable:    0.1.0-paddle3.2.2-cpu          manifest list of every arch of the cell
+#   moving:                latest (default flavour), cpu (the flavour), paddleclas2.6.0-cpu (suite + version)
+# The moving tags are manifest lists too and follow the newest publish.
+
+
+def registry_repository(m: Matrix, registry: str, model: str) -> str:
+    """Where a model's images go: HOST[:PORT]/NAMESPACE/<model>, e.g. 127.0.0.1:5000/kunlun/resnet50."""
+    registry = registry.rstrip("/")
+    if "/" not in registry:
+        registry = f"{registry}/{m.bundle.namespace}"
+    return f"{registry}/{model}"
+
+
+def arch_tag(m: Matrix, flavour: str, arch: str) -> str:
+    """Immutable per-arch tag: the local tag's, e.g. 0.1.0-paddle3.2.2-cpu-x86_64."""
+    return model_tag(m, flavour, arch)
+
+
+def version_tag(m: Matrix, model: str, flavour: str) -> str:
+    """Immutable multi-arch tag of a model x flavour: bundle version + Paddle version + flavour,
+    e.g. 0.1.0-paddle3.2.2-cpu. Archs pinned to different Paddle versions are all named
+    (0.1.0-paddle2.6.2_3.0.0-cpu), so the tag never claims one version for an image that has another."""
+    versions = sorted({m.paddle_version(flavour, arch) for arch in m.model_archs(model, flavour)})
+    return f"{m.bundle.version}-paddle{'_'.join(versions)}-{flavour}"
+
+
+def moving_tags(m: Matrix, model: str, flavour: str) -> list[str]:
+    """Tags that follow the newest publish: the flavour, the suite and its version, and `latest`
+    for the default flavour, e.g. ['cpu', 'paddleclas2.6.0-cpu', 'latest']."""
+    suite = m.models[model].suite
+    tags = [flavour, f"{suite}{m.suites[suite].version}-{flavour}"]
+    return tags + (["latest"] if flavour == default_flavour(m) else [])
+
+
+def remote_image(repository: str, tag: str) -> str:
+    return f"{repository}:{tag}"
+
+
+def registry_image(image: str, registry: str | None) -> str:
+    """The name an image has once pushed under a registry prefix (HOST[:PORT]/NAMESPACE): the
+    local namespace is replaced, e.g. kunlun/resnet50:TAG -> registry.example:5000/team/resnet50:TAG."""
+    if not registry:
+        return image
+    return f"{registry.rstrip('/')}/{image.split('/', 1)[1]}"

@@ -35,6 +35,12 @@ def variables(m: Matrix, layer: Layer) -> dict:
         "user": layout.USER,
         "paddle_version": m.paddle_version(layer.flavour, layer.arch.name) if layer.flavour else None,
     }
+    if layer.kind == "paddle" and m.flavours[layer.flavour].runtime:
+        runtime = m.runtimes[m.flavours[layer.flavour].runtime]
+        values.update(runtime=runtime, archive=runtime.archives[layer.arch.name].filename,
+                      xpu_dir=layout.xpu_dir(runtime.version))
+    elif layer.kind == "paddle":
+        values.update(runtime=None)
     if layer.kind == "suite":
         values.update(suite=m.suites[layer.name], suite_dir=layout.suite_dir(layer.name))
     if layer.kind == "model":

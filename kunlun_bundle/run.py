@@ -9,7 +9,7 @@ from typing import Optional
 import docker.errors
 from rich.markup import escape
 
-from . import docker_api, layout, ui
+from . import devices, docker_api, layout, ui
 from .chain import Layer
 from .errors import RunError
 from .matrix import Matrix
@@ -27,8 +27,9 @@ def _output_dir(path: str) -> Path:
 
 
 def container_options(layer: Layer, data: Optional[str], output: Optional[str], args: list[str],
-                      cpus: Optional[float] = None) -> dict:
-    """The docker run options for a training container (no Docker calls: unit-tested)."""
+                      cpus: Optional[float] = None, xpus: Optional[str] = None, host_network: bool = False) -> dict:
+    """The docker run options for a training container (no Docker calls: unit-tested). `xpus`
+    ('0,1' or 'all') maps exactly those Kunlun cards plus /dev/xpuctrl, never --privileged."""
     volumes, command = {}, list(args)
     if data:
         src = Path(data).expanduser().resolve()
@@ -39,23 +40,28 @@ def container_options(layer: Layer, data: Optional[str], output: Optional[str], 
     if output:
         volumes[str(_output_dir(output))] = {"bind": layout.OUTPUT_MOUNT, "mode": "rw"}
         command += ["--output", layout.OUTPUT_MOUNT]
-    options = dict(image=layer.image, command=command, volumes=volumes, network_mode="none",
+    # No network, except for one node of a job across hosts: it must reach the other nodes.
+    options = dict(image=layer.image, command=command, volumes=volumes, network_mode="host" if host_network else "none",
                    platform=layer.arch.platform, shm_size="1g", labels={"io.kunlun.run": layer.name})
     if os.getuid() != 0:
         options["user"] = f"{os.getuid()}:{os.getgid()}"   # files in --output belong to the caller
     if cpus:
         options["nano_cpus"] = int(float(cpus) * 1e9)
+    if xpus:
+        cards = devices.Cards.discover()
+        options.update(devices.container_options(cards, cards.select(xpus)))
     return options
 
 
 def run(m: Matrix, layer: Layer, data: Optional[str] = None, output: Optional[str] = None,
-        args: list[str] = (), cpus: Optional[float] = None) -> int:
+        args: list[str] = (), cpus: Optional[float] = None, xpus: Optional[str] = None,
+        host_network: bool = False) -> int:
     """Run the container to completion, streaming its output; returns its exit code."""
     client = docker_api.client()
     if docker_api.image(client, layer.image) is None:
         raise RunError(f"image {layer.image} is not built",
                        hint=f"run `invoke build --model {layer.name} --arch {layer.arch.name}`")
-    options = container_options(layer, data, output, list(args), cpus)
+    options = container_options(layer, data, output, list(args), cpus, xpus, host_network)
     ui.info(f"[bold]run[/] {escape(layer.image + ' ' + ' '.join(options['command']))}")
     try:
         container = client.containers.run(detach=True, **options)

@@ -221,3 +221,12 @@ def test_paddles_thread_notice_is_dropped_but_other_import_output_kept(monkeypat
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
     assert cli.import_paddle() is stand_in
     assert capsys.readouterr().err == "a real problem\n"
+
+
+def test_other_ranks_say_which_rank_they_are():
+    out = io.StringIO()
+    log = StepLog("resnet50", "images/s", "cpu x1, 2 workers", out=out, rank=1)
+    log.step(1, 2, 6.9, 2.0, 4)
+    summary = log.summary()
+    assert out.getvalue().startswith("[resnet50 rank 1] step 1/2 | loss 6.900000")
+    assert summary["event"] == "rank summary" and summary["rank"] == 1 and summary["model"] == "resnet50"

@@ -32,11 +32,16 @@ def test_lock_files_round_trip(root):
     assert {w.name for w in parsed.wheels} >= {"paddlepaddle", "numpy"}
 
 
-def test_every_locked_wheel_fits_its_arch(root):
-    """Cross-arch resolution: aarch64 locks (resolved on an x86_64 host) name only aarch64 or pure wheels."""
+def test_every_locked_wheel_fits_its_arch(root, matrix):
+    """Cross-arch resolution: aarch64 locks (resolved on an x86_64 host) name only aarch64 or pure wheels,
+    or the sdist of a package a suite installs without dependencies (`no_deps`, built in the image)."""
+    no_deps = {lock.canonicalize_name(r.split("==")[0]) for s in matrix.suites.values() for r in s.no_deps}
     for arch, other in (("aarch64", "x86_64"), ("x86_64", "aarch64")):
         for path in (root / "locks" / arch).rglob("*.txt"):
             for wheel in lock.LockFile.read(path).wheels:
+                if wheel.is_sdist and wheel.name in no_deps:
+                    assert wheel.filename.endswith((".tar.gz", ".zip")), wheel.filename
+                    continue
                 assert wheel.filename.endswith(".whl"), wheel.filename
                 assert other not in wheel.filename, f"{path}: {wheel.filename}"
                 assert arch in wheel.filename or "-none-any" in wheel.filename, f"{path}: {wheel.filename}"
@@ -191,3 +196,13 @@ def test_a_file_that_does_not_match_its_pin_fails_the_context(tmp_path):
     ctx.add_file("wheels/demo-1.0-py3-none-any.whl", wheel, sha256=hashlib.sha256(b"original").hexdigest())
     with pytest.raises(HashMismatchError, match="demo-1.0-py3-none-any.whl: sha256 mismatch"):
         tar_bytes(ctx)
+
+
+def test_build_time_labels_are_one_label_instruction(tmp_path):
+    """One LABEL step (the legacy builder commits one layer per instruction), values quoted, `$` kept literal."""
+    from kunlun_bundle.build import dockerfile_with_labels
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    text = dockerfile_with_labels(tmp_path / "Dockerfile", {"b.price": 'costs $5 "now"', "a.x": "1"}).decode()
+    assert text.count("LABEL") == 1 and text.startswith("FROM scratch\n")
+    assert 'LABEL a.x="1" \\\n      b.price="costs \\$5 \\"now\\""' in text
+    assert dockerfile_with_labels(tmp_path / "Dockerfile", {}) == b"FROM scratch\n"

@@ -32,9 +32,17 @@ def test_the_launcher_runs_the_worker_script_beside_the_package():
 
 
 def test_each_worker_knows_its_rank_from_the_launcher():
-    world = parallel.World.from_env({"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "2"})
+    world = parallel.World.from_env({"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "2", "KUNLUN_LAUNCHED": "1"})
     assert (world.rank, world.size, world.distributed, world.leader) == (1, 2, True, False)
     assert parallel.World.from_env({}) == parallel.World(0, 1)
+
+
+def test_paddle_variables_set_by_others_do_not_make_a_worker():
+    """A PaddleJob pod carries PADDLE_TRAINER_ID/PADDLE_TRAINERS_NUM before anything is launched."""
+    operator = {"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "2", "PATH": "/bin"}
+    assert parallel.World.from_env(operator) == parallel.World(0, 1)
+    env = parallel.launcher_env(operator)
+    assert env["KUNLUN_LAUNCHED"] == "1" and env["PATH"] == "/bin" and not any(k.startswith("PADDLE_") for k in env)
 
 
 def test_ranks_get_disjoint_shards_and_different_seeds():
@@ -57,3 +65,44 @@ def test_one_worker_trains_without_the_launcher(monkeypatch, tmp_path):
     assert trained and not launched
     cli.main(["--devices", "2", "--threads", "2"])
     assert launched and launched[0][0].device_ids == ["0", "1"]
+
+
+# --- multi-node -------------------------------------------------------------------------------
+
+def test_one_node_needs_no_rendezvous():
+    assert parallel.parse_nodes(1, None, None) is None
+
+
+@pytest.mark.parametrize("master, rank, message", [
+    (None, 0, "needs --master HOST:PORT"),
+    ("rank0", 0, "needs --master HOST:PORT"),
+    ("rank0:8090", None, "needs --rank between 0 and 1"),
+    ("rank0:8090", 2, "needs --rank between 0 and 1"),
+])
+def test_a_multi_node_job_needs_a_master_and_a_rank(master, rank, message):
+    with pytest.raises(TrainError, match=message):
+        parallel.parse_nodes(2, master, rank)
+
+
+def test_rank_0_serves_the_rendezvous_and_the_others_dial_it():
+    """Paddle's launcher starts the rendezvous server only for its own IP or 127.0.0.1."""
+    assert parallel.Nodes(2, "job-0.job:8090", 0).launcher_master() == "127.0.0.1:8090"
+    assert parallel.Nodes(2, "job-0.job:8090", 1).launcher_master() == "job-0.job:8090"
+    cmd = parallel.launch_command(["0"], [], "/tmp/logs", nodes=parallel.Nodes(4, "10.0.0.5:8090", 3))
+    assert cmd[3:11] == ["--nproc_per_node", "1", "--master", "10.0.0.5:8090", "--nnodes", "4", "--rank", "3"]
+
+
+def test_launcher_options_are_not_passed_on_to_the_workers():
+    argv = ["--nnodes", "2", "--master=r0:8090", "--rank", "1", "--steps", "2"]
+    assert parallel.worker_args(argv, 1) == ["--steps", "2", "--threads", "1"]
+
+
+def test_the_rank_can_come_from_a_kubernetes_indexed_job(monkeypatch, tmp_path):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"Bundle": {"task": "classification"}, "Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}')
+    monkeypatch.setenv("KUNLUN_RECIPE", str(recipe))
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    monkeypatch.setenv("KUNLUN_NNODES", "2")
+    monkeypatch.setenv("KUNLUN_MASTER", "job-0.job:8090")
+    args, _ = cli.prepare([])
+    assert args.nodes == parallel.Nodes(2, "job-0.job:8090", 1)

@@ -14,7 +14,7 @@ RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-p
 FROM kunlun/paddle:3.2.2-cpu-x86_64
 COPY --from=install /opt/kunlun/suites/paddleclas /opt/kunlun/suites/paddleclas
 RUN echo "/opt/kunlun/suites/paddleclas" > /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddleclas.pth
-ENV PATH=/opt/kunlun/suites/paddleclas/bin:/opt/kunlun/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV PATH=/opt/kunlun/suites/paddleclas/bin:$PATH
 LABEL org.opencontainers.image.title="paddleclas 2.6.0 on Paddle 3.2.2 cpu (x86_64)" \
       org.opencontainers.image.version="2.6.0-paddle3.2.2-cpu-x86_64" \
       io.kunlun.layer="suite" \

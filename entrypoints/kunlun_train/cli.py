@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from . import checkpoint, parallel, recipe as recipes, resources
+from .device import choose as choose_device, facts as device_facts
 from .errors import TrainError
 
 
@@ -23,7 +24,12 @@ def merge(base: dict, top: dict) -> dict:
     return out
 
 
-def parser(model: str, data_help: str = "a dataset directory") -> argparse.ArgumentParser:
+def _env_rank() -> int | None:
+    value = os.environ.get("KUNLUN_RANK", os.environ.get("JOB_COMPLETION_INDEX"))
+    return int(value) if value not in (None, "") else None
+
+
+def parser(model: str, data_help: str = "a dataset directory", synthetic: str = "synthetic data") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"docker run kunlun/{model}",
         description=f"Train {model} from random initialisation for a bounded number of steps, on synthetic "
@@ -37,13 +43,22 @@ def parser(model: str, data_help: str = "a dataset directory") -> argparse.Argum
     p.add_argument("--steps", type=int, help="total training steps (recipe Global.steps); with --resume, "
                    "counted from the start of the first run")
     p.add_argument("--batch-size", type=int, help="samples per step (recipe DataLoader.batch_size)")
-    p.add_argument("--data", metavar="DIR", help=f"train on {data_help}. Default: synthetic data")
+    p.add_argument("--data", metavar="DIR", help=f"train on {data_help}. Default: {synthetic}")
     p.add_argument("--output", metavar="DIR", help="save checkpoints here (at the end and every --save-every steps)")
     p.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N steps")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     p.add_argument("--threads", type=int, help="CPU threads in all (default: the CPUs this container may use)")
     p.add_argument("--devices", metavar="N|IDS", help="data-parallel workers through paddle.distributed.launch: "
                    "a count (2) or device ids (0,1). On CPU each is a process (gloo) sharing the threads")
+    p.add_argument("--nnodes", type=int, default=int(os.environ.get("KUNLUN_NNODES", 1)), metavar="N",
+                   help="hosts (or containers) in a multi-node job; each runs this image with the same "
+                   "arguments and its own --rank (env KUNLUN_NNODES)")
+    p.add_argument("--master", default=os.environ.get("KUNLUN_MASTER"), metavar="HOST:PORT",
+                   help="rank 0's address for the launcher's rendezvous (env KUNLUN_MASTER); rank 0 serves it")
+    p.add_argument("--rank", type=int, metavar="R", default=_env_rank(),
+                   help="this node's rank, 0..N-1 (env KUNLUN_RANK, or JOB_COMPLETION_INDEX in a Kubernetes indexed Job)")
+    p.add_argument("--require-xpu", action="store_true", help="fail instead of training on CPU when no "
+                   "Kunlun XPU is visible (by default: XPUs when mapped in and Paddle supports them, else CPU)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="set a recipe key, PaddleClas style, e.g. -o Optimizer.learning_rate=0.1 (repeatable)")
     p.add_argument("--print-recipe", action="store_true", help="print the effective recipe as JSON and exit")
@@ -59,7 +74,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     recipe_path = os.environ.get("KUNLUN_RECIPE", "/opt/kunlun/recipe.json")
     raw = recipes.load(recipe_path) if os.path.exists(recipe_path) else {}
     spec = task(raw.get("Bundle", {}).get("task", "classification"))
-    args = parser(model, spec.data_help).parse_args(argv)
+    args = parser(model, spec.data_help, spec.synthetic).parse_args(argv)
     if args.recipe != recipe_path:
         raw = recipes.load(args.recipe)
     recipe = recipes.override(merge(spec.defaults, raw), args.override)
@@ -73,11 +88,18 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         raise TrainError("--resume needs --output (where the checkpoints are)")
     if args.threads is not None and args.threads < 1:
         raise TrainError("--threads must be at least 1")
+    args.choice = choose_device(device_facts(args.require_xpu))
+    recipe["Global"]["device"] = args.choice.kind   # trainers pass it to their suite's device flags
+    if args.devices is None and args.choice.kind == "xpu" and not parallel.World.from_env().distributed:
+        args.devices = str(len(args.choice.ids))     # every visible card, numbered within the visible set
     args.device_ids = parallel.parse_devices(args.devices)
+    args.nodes = parallel.parse_nodes(args.nnodes, args.master, args.rank)
     threads, why = (args.threads, "--threads") if args.threads else resources.usable_cpus()
+    if not args.threads and spec.max_threads and threads > spec.max_threads:
+        threads, why = spec.max_threads, f"{why}; this task runs fastest on {spec.max_threads} (--threads to change)"
     world = parallel.World.from_env()
     if world.distributed:   # a launched worker: launch() divided the threads among the workers
-        why = f"the container's CPUs divided among {world.size} workers"
+        why = "this worker's share of the container's CPUs"
     recipe["Global"]["threads"] = threads
     args.threads_reason = why
     return args, recipe
@@ -90,6 +112,7 @@ _IMPORT_NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS 
 
 def import_paddle():
     warnings.filterwarnings("ignore", message="No ccache found")
+    warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
     captured = io.StringIO()
     with contextlib.redirect_stderr(captured):
         import paddle
@@ -111,11 +134,16 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
     worker_args = parallel.worker_args(argv, per_worker)
     log_dir = tempfile.mkdtemp(prefix="kunlun-launch-")
     model = recipe.get("Bundle", {}).get("model", "model")
-    print(f"[{model}] launching {len(devices)} data-parallel workers (devices {','.join(devices)}, "
+    where = f" on node {args.nodes.rank} of {args.nodes.nnodes} (master {args.nodes.master})" if args.nodes else ""
+    print(f"[{model}] launching {len(devices)} data-parallel worker(s){where} (devices {','.join(devices)}, "
           f"{per_worker} threads each); worker logs in {log_dir}", flush=True)
-    # GLOG_minloglevel=1: keep Paddle's C++ warnings and errors, drop its per-connection info lines.
-    env = {**os.environ, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "1")}
-    code = subprocess.run(parallel.launch_command(devices, worker_args, log_dir), env=env).returncode
+    env = parallel.launcher_env()
+    if not args.nodes:
+        # One node: the workers talk over loopback. With --network none the container's own
+        # hostname does not resolve, which is where gloo would look for its interface otherwise.
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    command = parallel.launch_command(devices, worker_args, log_dir, args.choice.kind, args.nodes)
+    code = subprocess.run(command, env=env).returncode
     if code != 0:
         for log in sorted(Path(log_dir).glob("workerlog.*")):
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]
@@ -135,10 +163,20 @@ def train(args: argparse.Namespace, recipe: dict, started: float) -> int:
     world = parallel.World.from_env()
     bundle = recipe.get("Bundle", {})
     model = bundle.get("model", "model")
-    paddle.set_device("cpu")
+    if args.choice.kind == "xpu":
+        # The launcher (or invoke run --xpus) sets FLAGS_selected_xpus: this process's card,
+        # numbered within XPU_VISIBLE_DEVICES.
+        selected = int(os.environ.get("FLAGS_selected_xpus", "0").split(",")[0])
+        paddle.set_device(f"xpu:{selected}")
+        device = f"xpu:{selected}"
+    else:
+        paddle.set_device("cpu")
+        device = f"cpu x{recipe['Global']['threads']}"
     parallel.init(world)
-    device = f"cpu x{recipe['Global']['threads']}" + (f", {world.size} workers" if world.distributed else "")
+    device += f", {world.size} workers" if world.distributed else ""
     say = (lambda text: print(f"[{model}] {text}", flush=True)) if world.leader else (lambda text: None)
+    if args.choice.notice:
+        say(args.choice.notice)
     say(f"device {device} ({args.threads_reason}); Paddle {paddle.__version__}")
     trainer = for_task(bundle.get("task", "classification"))(recipe, args.data, world)
     first, total = 1, int(recipe["Global"]["steps"])
@@ -153,8 +191,9 @@ def train(args: argparse.Namespace, recipe: dict, started: float) -> int:
             say(f"resumed from {directory} (step {done})")
     say(f"training steps {first}..{total} on {trainer.describe_data()}, "
         f"batch {trainer.samples_per_step() * world.size:g}" + (f" ({world.size} workers)" if world.distributed else ""))
-    log = StepLog(model, trainer.unit, device, started=started,
-                  out=sys.stdout if world.leader else open(os.devnull, "w"))
+    # Every rank logs its steps (in a multi-node job each node's output is shown); rank 0's lines
+    # carry the plain model tag and the job's summary, the others say which rank they are.
+    log = StepLog(model, trainer.unit, device, started=started, rank=None if world.leader else world.rank)
     saved = None
 
     def save(step: int):
@@ -187,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             import json
             print(json.dumps(recipe, indent=2, sort_keys=True))
             return 0
-        if len(args.device_ids) > 1 and not parallel.World.from_env().distributed:
+        if (len(args.device_ids) > 1 or args.nodes) and not parallel.World.from_env().distributed:
             return launch(args, recipe, argv)
         return train(args, recipe, started)
     except TrainError as exc:

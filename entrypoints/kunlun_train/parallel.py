@@ -14,6 +14,17 @@ from .errors import TrainError
 # the package, not in it: a script's directory goes first on sys.path, and the package's module
 # names (datasets, parallel) would shadow libraries of the same name.
 WORKER = Path(__file__).resolve().parents[1] / "launch_worker.py"
+LAUNCHED_ENV = "KUNLUN_LAUNCHED"   # set for the launcher and so inherited by every worker it starts
+
+
+def launcher_env(env=os.environ) -> dict:
+    """The launcher's environment: ours, marked as launched, without PADDLE_* variables set by
+    others (an operator's PADDLE_TRAINER_ID, PADDLE_TRAINERS_NUM, ...), which the launcher would
+    read as its own settings; everything it needs is on its command line."""
+    clean = {k: v for k, v in env.items() if not k.startswith("PADDLE_")}
+    return {**clean, LAUNCHED_ENV: "1",
+            "GLOG_minloglevel": env.get("GLOG_minloglevel", "1"),   # keep Paddle's C++ warnings, drop info
+            "PYTHONWARNINGS": "ignore:No ccache found"}             # the launcher imports Paddle too
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,11 @@ class World:
 
     @classmethod
     def from_env(cls, env=os.environ) -> "World":
-        """The launcher sets PADDLE_TRAINER_ID / PADDLE_TRAINERS_NUM in every worker."""
+        """In a worker we launched (LAUNCHED_ENV set), the launcher's PADDLE_TRAINER_ID /
+        PADDLE_TRAINERS_NUM. Anywhere else those variables are someone else's (a PaddleJob's pods
+        carry them too) and this process is not a worker yet."""
+        if env.get(LAUNCHED_ENV) != "1":
+            return cls()
         return cls(int(env.get("PADDLE_TRAINER_ID", 0)), int(env.get("PADDLE_TRAINERS_NUM", 1)))
 
     @property
@@ -60,23 +75,61 @@ def parse_devices(value: str | None) -> list[str]:
     return ids
 
 
-def launch_command(devices: list[str], argv: list[str], log_dir: str) -> list[str]:
+@dataclass(frozen=True)
+class Nodes:
+    """A multi-node job as the launcher sees it: how many nodes, where rank 0 serves the
+    rendezvous, and this node's rank."""
+    nnodes: int
+    master: str
+    rank: int
+
+    def launcher_master(self) -> str:
+        """Rank 0 serves the rendezvous: Paddle's launcher only starts the server when the master
+        address is its own IP or 127.0.0.1, and then listens on every interface. A name that
+        resolves to rank 0 (a container or Kubernetes pod name) is therefore given as 127.0.0.1
+        on rank 0 itself; the other ranks dial the name."""
+        port = self.master.rsplit(":", 1)[1]
+        return f"127.0.0.1:{port}" if self.rank == 0 else self.master
+
+
+def parse_nodes(nnodes: int, master: str | None, rank: int | None) -> Nodes | None:
+    """None for a single-node run; a Nodes, checked, for a multi-node one."""
+    if nnodes < 1:
+        raise TrainError("--nnodes must be at least 1")
+    if nnodes == 1:
+        return None
+    if not master or ":" not in master or not master.rsplit(":", 1)[1].isdigit():
+        raise TrainError(f"--nnodes {nnodes} needs --master HOST:PORT (rank 0's address), got {master!r}")
+    if rank is None or not 0 <= rank < nnodes:
+        raise TrainError(f"--nnodes {nnodes} needs --rank between 0 and {nnodes - 1} for this node, got {rank}")
+    return Nodes(nnodes, master, rank)
+
+
+def launch_command(devices: list[str], argv: list[str], log_dir: str, kind: str = "cpu",
+                   nodes: Nodes | None = None) -> list[str]:
     """The launcher command that runs one worker per device with the same training arguments.
-    On CPU, --nproc_per_node starts that many gloo workers; --devices picks cards on XPU."""
-    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(len(devices)),
-            "--log_dir", log_dir, str(WORKER), *argv]
+    On CPU, --nproc_per_node starts that many gloo workers; on XPU, --devices names the cards (the
+    launcher gives each worker one through XPU_VISIBLE_DEVICES / FLAGS_selected_xpus, over BKCL).
+    Multi-node adds the rendezvous: every node's launcher meets at --master."""
+    which = ["--devices", ",".join(devices)] if kind == "xpu" else ["--nproc_per_node", str(len(devices))]
+    if nodes:
+        which += ["--master", nodes.launcher_master(), "--nnodes", str(nodes.nnodes), "--rank", str(nodes.rank)]
+    return [sys.executable, "-m", "paddle.distributed.launch", *which, "--log_dir", log_dir, str(WORKER), *argv]
+
+
+LAUNCHER_OPTIONS = ("--devices", "--threads", "--nnodes", "--master", "--rank")
 
 
 def worker_args(argv: list[str], threads: int) -> list[str]:
     """What each worker gets: the same arguments, one device, and its share of the threads
-    (--threads counts the whole container's)."""
+    (--threads counts the whole container's); the launcher options are the launcher's."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--devices", "--threads"):
+        elif arg in LAUNCHER_OPTIONS:
             skip = True
-        elif not arg.startswith(("--devices=", "--threads=")):
+        elif not arg.startswith(tuple(f"{o}=" for o in LAUNCHER_OPTIONS)):
             out.append(arg)
     return out + ["--threads", str(threads)]
 

@@ -12,8 +12,12 @@ import time
 
 
 class StepLog:
-    def __init__(self, model: str, unit: str, device: str, out=sys.stdout, started: float | None = None):
-        self.model, self.unit, self.device, self.out = model, unit, device, out
+    def __init__(self, model: str, unit: str, device: str, out=sys.stdout, started: float | None = None,
+                 rank: int | None = None):
+        """rank: set on the ranks other than 0 of a distributed job; their lines say so, and their
+        summary is a "rank summary" (rank 0's is the job's)."""
+        self.model, self.unit, self.device, self.out, self.rank = model, unit, device, out, rank
+        self.tag = model if rank is None else f"{model} rank {rank}"
         self.started = time.monotonic() if started is None else started   # process start, for latency
         self.first_step_at: float | None = None
         self.records: list[tuple[int, float, float, float]] = []   # step, loss, seconds, samples
@@ -23,7 +27,7 @@ class StepLog:
             self.first_step_at = time.monotonic() - self.started
         self.records.append((step, loss, seconds, samples))
         rate = samples / seconds if seconds > 0 else float("inf")
-        print(f"[{self.model}] step {step}/{total} | loss {loss:.6f} | {rate:.2f} {self.unit} | "
+        print(f"[{self.tag}] step {step}/{total} | loss {loss:.6f} | {rate:.2f} {self.unit} | "
               f"{seconds:.3f} s/step | {self.device}", file=self.out, flush=True)
 
     def summary(self, **extra) -> dict:
@@ -34,8 +38,9 @@ class StepLog:
         samples = sum(r[3] for r in steady)
         losses = [r[1] for r in self.records]
         result = {
-            "event": "summary",
+            "event": "summary" if self.rank is None else "rank summary",
             "model": self.model,
+            **({"rank": self.rank} if self.rank is not None else {}),
             "device": self.device,
             "steps": len(self.records),
             "first_step": self.records[0][0] if self.records else None,

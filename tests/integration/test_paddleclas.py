@@ -48,7 +48,7 @@ def test_two_cpu_workers_train_data_parallel(built, tmp_path):
     result = invoke("run", "mobilenetv3", "--devices", "2", "--output", str(out),
                     "--", "--steps", "2", "--batch-size", "2", "-o", "Global.image_size=64")
     steps, summary = training(result.stdout)
-    assert "launching 2 data-parallel workers" in result.stdout
+    assert "launching 2 data-parallel worker(s)" in result.stdout
     assert [s for s, _, _ in steps] == [1, 2]
     assert summary["workers"] == 2 and summary["batch_size"] == 4 and summary["loss_finite"]
     assert summary["device"].endswith(", 2 workers")

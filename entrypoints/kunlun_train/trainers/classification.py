@@ -30,7 +30,7 @@ class Trainer:
         if data:
             self.samples = world.shard(
                 datasets.classification_list(data, recipe["DataLoader"]["train_list"], self.classes))
-        self.model = parallel.wrap(build_model({"Arch": dict(arch), "Global": {"device": "cpu"}}), world)
+        self.model = parallel.wrap(build_model({"Arch": dict(arch), "Global": {"device": g.get("device", "cpu")}}), world)
         opt = recipe["Optimizer"]
         if opt.get("name", "Momentum") != "Momentum":
             raise TrainError(f"Optimizer.name={opt['name']!r}: only Momentum is supported")

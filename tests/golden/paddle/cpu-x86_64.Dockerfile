@@ -19,6 +19,7 @@ RUN useradd --uid 1000 --user-group --create-home --home-dir /home/kunlun --shel
  && chmod 1777 /home/kunlun
 ENV VIRTUAL_ENV=/opt/kunlun/venv \
     PATH=/opt/kunlun/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    KUNLUN_FLAVOUR=cpu \
     HOME=/home/kunlun \
     XDG_CACHE_HOME=/home/kunlun/.cache \
     MPLCONFIGDIR=/home/kunlun/.cache/matplotlib \

@@ -1,0 +1,228 @@
+"""COCO instance-segmentation datasets (Mask R-CNN): a good layout parses; every kind of bad layout
+names the JSON file and the offending image or annotation id (the line for JSON syntax errors).
+Also: the paddledet suite's reviewed patches still apply to the locked wheel."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kunlun_bundle import fetch, lock
+from kunlun_bundle.errors import InputError
+from kunlun_bundle.matrix import patch_path
+from kunlun_train.datasets import coco
+from kunlun_train.errors import TrainError
+
+from tests.sample_data import coco as sample
+
+ROOT = Path(__file__).resolve().parents[1]
+JSON = "annotations/instances_train.json"
+
+
+@pytest.fixture
+def cocome(tmp_path) -> Path:
+    return sample.coco(tmp_path / "cocome", images=3)
+
+
+def parse(root, image_dir="train"):
+    return coco.coco_dataset(root, JSON, image_dir)
+
+
+def rewrite(root: Path, change) -> Path:
+    """Load the instances file, let `change` edit it, write it back."""
+    path = root / JSON
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_good_layout_parses(cocome):
+    ds = parse(cocome)
+    assert ds.classes == ["cat", "dog"] and ds.skipped == 0
+    assert [(s.id, s.image.name, len(s.instances)) for s in ds.samples] == [
+        (1, "000000.png", 1), (2, "000001.png", 2), (3, "000002.png", 1)]
+    first = ds.samples[0].instances[0]
+    assert first.bbox == (4, 3, 24, 19) and first.label == 0 and first.id == 1
+    assert first.polygons == ((14.0, 3.0, 24.0, 11.0, 14.0, 19.0, 4.0, 11.0),)
+    assert ds.samples[1].instances[0].label == 1
+    assert ds.describe() == "3 images, 4 instances, 2 classes from COCO instances_train.json"
+
+
+def test_categories_map_to_classes_in_id_order(cocome):
+    def change(doc):
+        doc["categories"] = [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]
+        for ann in doc["annotations"]:
+            ann["category_id"] = 7
+    rewrite(cocome, change)
+    ds = parse(cocome)
+    assert ds.classes == ["cat", "dog"] and {i.label for s in ds.samples for i in s.instances} == {1}
+
+
+def test_crowd_zero_size_and_empty_images_are_skipped(cocome):
+    def change(doc):
+        doc["annotations"][0]["iscrowd"] = 1
+        doc["annotations"][0]["segmentation"] = {"counts": "abc", "size": [40, 48]}
+        doc["annotations"][1]["bbox"] = [4, 3, 20, 0]
+        doc["annotations"][3]["bbox"] = [40, 30, 20, 20]     # clipped to the 48x40 image
+    rewrite(cocome, change)
+    ds = parse(cocome)
+    assert ds.skipped == 2 and [s.id for s in ds.samples] == [2, 3]
+    assert ds.samples[1].instances[0].bbox == (40, 30, 48, 40)
+
+
+def test_a_missing_annotation_file(cocome):
+    (cocome / JSON).unlink()
+    with pytest.raises(TrainError, match=r"instances_train.json: missing; a COCO dataset needs an instances JSON"):
+        parse(cocome)
+
+
+def test_invalid_json_names_the_line(cocome):
+    path = cocome / JSON
+    path.write_text('{\n "images": [],\n "annotations": [,]\n}\n')
+    with pytest.raises(TrainError, match=rf"{path}:3: not valid JSON: Expecting value \(column 18\)"):
+        parse(cocome)
+
+
+@pytest.mark.parametrize("key", ["images", "annotations", "categories"])
+def test_a_missing_section(cocome, key):
+    path = rewrite(cocome, lambda doc: doc.pop(key))
+    with pytest.raises(TrainError, match=rf"{path}: no '{key}' list"):
+        parse(cocome)
+
+
+def test_not_an_object(cocome):
+    (cocome / JSON).write_text("[]")
+    with pytest.raises(TrainError, match=r"expected a JSON object"):
+        parse(cocome)
+
+
+def test_a_duplicate_category(cocome):
+    path = rewrite(cocome, lambda doc: doc["categories"].append({"id": 2, "name": "again"}))
+    with pytest.raises(TrainError, match=rf"{path}: category id 2 appears twice"):
+        parse(cocome)
+
+
+def test_no_categories(cocome):
+    rewrite(cocome, lambda doc: doc.update(categories=[]))
+    with pytest.raises(TrainError, match=r"'categories' is empty"):
+        parse(cocome)
+
+
+def test_a_missing_image_directory(cocome):
+    with pytest.raises(TrainError, match=r"images: missing; the images of instances_train.json go there "
+                                         r"\(or set the directory with -o DataLoader.image_dir=DIR\)"):
+        parse(cocome, image_dir="images")
+
+
+def test_a_missing_image_file_names_the_image_id(cocome):
+    (cocome / "train/000001.png").unlink()
+    with pytest.raises(TrainError, match=rf"{cocome / JSON}: image id 2: train/000001.png not found"):
+        parse(cocome)
+
+
+def test_an_image_without_a_size(cocome):
+    rewrite(cocome, lambda doc: doc["images"][2].pop("height"))
+    with pytest.raises(TrainError, match=r"image id 3: missing 'height'"):
+        parse(cocome)
+
+
+def test_an_image_with_a_bad_size(cocome):
+    rewrite(cocome, lambda doc: doc["images"][0].update(width="48"))
+    with pytest.raises(TrainError, match=r"image id 1: width '48' and height 40 must be positive integers"):
+        parse(cocome)
+
+
+def test_an_image_without_an_id(cocome):
+    rewrite(cocome, lambda doc: doc["images"][1].pop("id"))
+    with pytest.raises(TrainError, match=r"images\[1\]: expected an object with an integer 'id'"):
+        parse(cocome)
+
+
+def test_a_duplicate_annotation_id(cocome):
+    rewrite(cocome, lambda doc: doc["annotations"][2].update(id=1))
+    with pytest.raises(TrainError, match=r"annotation id 1 appears twice"):
+        parse(cocome)
+
+
+def test_an_annotation_of_an_unknown_image(cocome):
+    rewrite(cocome, lambda doc: doc["annotations"][1].update(image_id=99))
+    with pytest.raises(TrainError, match=r"annotation id 2: image_id 99 is not in 'images'"):
+        parse(cocome)
+
+
+def test_an_unknown_category_names_the_annotation(cocome):
+    path = rewrite(cocome, lambda doc: doc["annotations"][3].update(category_id=5))
+    with pytest.raises(TrainError, match=rf"{path}: annotation id 4: category_id 5 is not in 'categories' \(known: 1, 2\)"):
+        parse(cocome)
+
+
+@pytest.mark.parametrize("bbox", [[1, 2, 3], "1 2 3 4", [1, 2, "3", 4]])
+def test_a_malformed_bbox(cocome, bbox):
+    rewrite(cocome, lambda doc: doc["annotations"][2].update(bbox=bbox))
+    with pytest.raises(TrainError, match=r"annotation id 3: 'bbox' must be \[x, y, width, height\]"):
+        parse(cocome)
+
+
+def test_a_negative_box(cocome):
+    rewrite(cocome, lambda doc: doc["annotations"][0].update(bbox=[10, 10, -3, 4]))
+    with pytest.raises(TrainError, match=r"annotation id 1: bbox \[10, 10, -3, 4\] has a negative width"):
+        parse(cocome)
+
+
+@pytest.mark.parametrize("segm", [None, [], [[1, 2, 3, 4]], [[1, 2, 3, 4, 5]], [[1, 2, 3, 4, 5, "6"]], [1, 2, 3, 4, 5, 6]])
+def test_a_bad_polygon(cocome, segm):
+    rewrite(cocome, lambda doc: doc["annotations"][1].update(segmentation=segm))
+    with pytest.raises(TrainError, match=r"annotation id 2: 'segmentation' must be a list of polygons"):
+        parse(cocome)
+
+
+def test_rle_in_a_non_crowd_annotation(cocome):
+    rewrite(cocome, lambda doc: doc["annotations"][1].update(segmentation={"counts": "x", "size": [40, 48]}))
+    with pytest.raises(TrainError, match=r"annotation id 2: RLE segmentation in a non-crowd annotation"):
+        parse(cocome)
+
+
+def test_nothing_to_train_on(cocome):
+    rewrite(cocome, lambda doc: doc.update(annotations=[]))
+    with pytest.raises(TrainError, match=r"no image has an annotated"):
+        parse(cocome)
+
+
+# ---- the suite's reviewed patches
+
+def test_every_patch_file_is_listed_in_the_matrix(matrix):
+    listed = matrix.suites["paddledet"].patches
+    on_disk = sorted(p.name for p in (ROOT / "patches/paddledet").glob("*.patch"))
+    assert listed == on_disk and listed, "patches/paddledet/ and matrix.yaml disagree"
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_the_patches_apply_to_the_locked_paddledet_wheel(matrix, tmp_path, arch):
+    """Exactly as the suite image applies them (no fuzz), to the wheel the lock pins."""
+    wheel = next(w for w in lock.LockFile.read(ROOT / f"locks/{arch}/cpu/paddledet.txt").wheels
+                 if w.name == "paddledet")
+    try:
+        [path] = fetch.fetch([wheel])
+    except InputError as exc:   # only when the wheel is not cached and PyPI is unreachable
+        pytest.skip(f"cannot fetch {wheel.filename}: {exc}")
+    site = tmp_path / "site-packages"
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(site)
+    for name in matrix.suites["paddledet"].patches:
+        patch = ROOT / patch_path("paddledet", name)
+        args = ["patch", f"--directory={site}", "--strip=1", "--forward", "--batch", "--fuzz=0",
+                "--no-backup-if-mismatch", f"--input={patch}"]
+        dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True)
+        assert dry.returncode == 0, f"{name} no longer applies to {wheel.filename}:\n{dry.stdout}{dry.stderr}"
+        subprocess.run(args, check=True, capture_output=True)
+    generator = site / "ppdet/modeling/proposal_generator"
+    for source, count in (("rpn_head.py", 1), ("target.py", 3)):
+        text = (generator / source).read_text()
+        assert len(re.findall(r"append\(paddle\.shape\(\w+\)\[0:1\]\)", text)) == count
+        assert not re.search(r"append\(paddle\.shape\(\w+\)\[0\]\)", text)   # no 0-D count is left
+        compile(text, source, "exec")

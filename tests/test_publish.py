@@ -1,0 +1,391 @@
+"""Publishing without a registry or Docker: the tag scheme, the plan, the gate (with fake registry
+answers), the labels, the SBOM document, credentials, and the CI workflow's task calls."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kunlun_bundle import build, chain, naming, publish, registry, sbom
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github/workflows/images.yml"
+REVISION = "a" * 40
+
+
+# --- the tag scheme ----------------------------------------------------------------------------
+
+def test_tag_scheme(matrix):
+    repo = naming.registry_repository(matrix, "registry.example.com/ai", "resnet50")
+    assert repo == "registry.example.com/ai/resnet50"
+    assert naming.registry_repository(matrix, "127.0.0.1:5000", "resnet50") == "127.0.0.1:5000/kunlun/resnet50"
+    assert naming.arch_tag(matrix, "cpu", "aarch64") == "0.1.0-paddle3.2.2-cpu-aarch64"
+    assert naming.version_tag(matrix, "resnet50", "cpu") == "0.1.0-paddle3.2.2-cpu"
+    assert naming.moving_tags(matrix, "resnet50", "cpu") == ["cpu", "paddleclas2.6.0-cpu", "latest"]
+    # the per-arch tag is the local tag, so what is pushed is what `invoke list` shows
+    assert naming.model_image(matrix, "resnet50", "cpu", "x86_64").endswith(":" + naming.arch_tag(matrix, "cpu", "x86_64"))
+
+
+def test_a_version_tag_names_every_paddle_version_of_its_archs(small_matrix):
+    # the small matrix pins Paddle 3.0.0 on x86_64 and 2.6.2 on aarch64
+    assert naming.version_tag(small_matrix, "resnet50", "cpu") == "9.8.7-paddle2.6.2_3.0.0-cpu"
+    assert naming.version_tag(small_matrix, "resnet50", "xpu") == "9.8.7-paddle3.0.0-xpu"
+    assert "latest" not in naming.moving_tags(small_matrix, "resnet50", "xpu")
+
+
+def test_every_tag_is_a_valid_docker_tag(matrix):
+    valid = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    for model in matrix.ready_models():
+        for flavour in matrix.ready_flavours():
+            tags = [naming.version_tag(matrix, model, flavour), *naming.moving_tags(matrix, model, flavour)]
+            tags += [naming.arch_tag(matrix, flavour, a) for a in matrix.model_archs(model, flavour)]
+            assert all(valid.match(t) for t in tags), tags
+
+
+# --- the plan and the gate -------------------------------------------------------------------------
+
+def cell_of(matrix, run_archs=("x86_64", "aarch64"), model="resnet50"):
+    layers = chain.select(matrix, [model], None, list(matrix.arch_registry))
+    [cell] = publish.cells_for(matrix, "127.0.0.1:5000/test", layers, list(run_archs))
+    return cell
+
+
+def in_registry(a, source="sha256:local", smoke=publish.SMOKE_PASSED, revision=REVISION, digest="sha256:remote"):
+    a.remote_digest = digest + a.arch
+    a.remote_labels = {publish.SOURCE_LABEL: source, publish.SMOKE_LABEL: smoke, publish.REVISION_LABEL: revision}
+    a.entry = {"mediaType": registry.MANIFEST, "digest": a.remote_digest, "size": 1000,
+               "platform": {"architecture": a.platform.split("/")[1], "os": "linux"}}
+
+
+def test_the_plan_has_every_declared_arch_behind_one_repository(matrix):
+    cell = cell_of(matrix, run_archs=["x86_64"])
+    assert cell.repository == "127.0.0.1:5000/test/resnet50" and cell.path == "test/resnet50"
+    assert [(a.arch, a.in_run) for a in cell.archs] == [("x86_64", True), ("aarch64", False)]
+    assert cell.archs[1].remote == "127.0.0.1:5000/test/resnet50:0.1.0-paddle3.2.2-cpu-aarch64"
+    assert cell.archs[1].local == "kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64"
+
+
+def test_a_missing_arch_holds_the_whole_cell_back_and_says_which(matrix):
+    cell = cell_of(matrix)
+    cell.archs[0].local_id = "sha256:local"                    # x86_64 built, aarch64 not
+    publish.classify([cell], REVISION, manifests=True)
+    assert cell.status == "blocked"
+    assert cell.reason.startswith("aarch64 missing: no local image kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64")
+    assert "invoke build --arch aarch64 --model resnet50" in cell.reason
+    rows = publish.plan_rows([cell], manifests=True)
+    assert [r[2] for r in rows[:3]] == ["held back", "missing", "held back"]
+
+
+def test_both_archs_built_pass_the_gate_and_are_new(matrix):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        a.local_id = "sha256:local"
+    publish.classify([cell], REVISION, manifests=True)
+    assert cell.status == "planned" and cell.reason is None
+    assert [a.state for a in cell.archs] == ["new", "new"]
+    assert publish.conflicts([cell], manifests=True) == []
+
+
+def test_an_arch_from_another_job_counts_only_from_this_commit_with_a_passed_smoke_test(matrix):
+    cell = cell_of(matrix, run_archs=["x86_64"])
+    cell.archs[0].local_id = "sha256:local"
+    publish.classify([cell], REVISION, manifests=True)
+    assert "aarch64 missing: not in this run" in cell.reason
+    for smoke, revision, expected in [("failed", REVISION, "no passed smoke test"),
+                                      (publish.SMOKE_PASSED, "b" * 40, "is from revision bbbbbbbbbbbb")]:
+        in_registry(cell.archs[1], smoke=smoke, revision=revision)
+        assert expected in publish.gate_before_push(cell, REVISION, manifests=True)
+    in_registry(cell.archs[1])
+    assert publish.gate_before_push(cell, REVISION, manifests=True) is None
+    # per-arch CI jobs push without manifest lists: the other arch does not matter then
+    cell.archs[1].entry = None
+    assert publish.gate_before_push(cell, REVISION, manifests=False) is None
+
+
+def test_an_image_made_from_the_same_local_image_is_present_and_not_pushed_again(matrix):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        a.local_id = "sha256:local"
+        in_registry(a)
+    cell.remote_version_digest = registry.digest_of(registry.list_body([a.entry for a in cell.archs]))
+    publish.classify([cell], REVISION, manifests=True)
+    assert [a.state for a in cell.archs] == ["present", "present"]
+    assert publish.conflicts([cell], manifests=True) == []
+    assert publish.plan_rows([cell], manifests=True)[2][2] == "present"
+
+
+def test_immutable_tags_naming_other_images_are_conflicts(matrix):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        a.local_id = "sha256:local"
+        in_registry(a)
+    cell.archs[1].remote_labels[publish.SOURCE_LABEL] = "sha256:older"
+    cell.remote_version_digest = "sha256:oldlist"
+    publish.classify([cell], REVISION, manifests=True)
+    assert cell.archs[1].state == "conflict"
+    found = publish.conflicts([cell], manifests=True)
+    assert len(found) == 2
+    assert found[0].startswith("127.0.0.1:5000/test/resnet50:0.1.0-paddle3.2.2-cpu-aarch64 is sha256:remoteaarch")
+    assert "0.1.0-paddle3.2.2-cpu is sha256:oldlist and would change" in found[1]
+
+
+def test_a_version_list_naming_other_digests_is_a_conflict_even_when_the_images_are_present(matrix):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        a.local_id = "sha256:local"
+        in_registry(a)
+    cell.remote_version_digest = "sha256:handmade"
+    publish.classify([cell], REVISION, manifests=True)
+    assert "not the list of the per-arch images" in publish.conflicts([cell], manifests=True)[0]
+
+
+def test_a_manifest_list_is_deterministic_and_sorted_by_platform(matrix):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        in_registry(a)
+    entries = [a.entry for a in cell.archs]
+    body = registry.list_body(entries)
+    assert body == registry.list_body(entries[::-1])
+    doc = json.loads(body)
+    assert doc["mediaType"] == registry.MANIFEST_LIST and doc["schemaVersion"] == 2
+    assert [e["platform"]["architecture"] for e in doc["manifests"]] == ["amd64", "arm64"]
+
+
+def test_a_manifest_entry_takes_the_platform_from_the_image_config():
+    manifest = registry.Manifest("sha256:d", registry.MANIFEST, 1234, {})
+    assert publish.entry(manifest, {"architecture": "arm64", "os": "linux", "variant": "v8"}) == {
+        "mediaType": registry.MANIFEST, "digest": "sha256:d", "size": 1234,
+        "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}
+
+
+def test_the_registry_argument_needs_a_host():
+    assert registry.split("127.0.0.1:5000/kunlun/resnet50") == ("127.0.0.1:5000", "kunlun/resnet50")
+    with pytest.raises(registry.PublishError, match="does not start with a registry host"):
+        registry.split("kunlun/resnet50")
+    assert registry.is_loopback("127.0.0.1:5000") and registry.is_loopback("localhost:80")
+    assert registry.is_loopback("[::1]:5000") and not registry.is_loopback("registry.example.com")
+
+
+# --- labels ----------------------------------------------------------------------------------------
+
+def test_model_images_get_the_oci_and_bundle_labels(matrix, root):
+    layer = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["aarch64"])
+    labels = build.labels_for(matrix, layer, ROOT)
+    git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
+    assert labels["org.opencontainers.image.revision"] == git("rev-parse", "HEAD")
+    assert labels["org.opencontainers.image.created"] == git("log", "-1", "--format=%cI")   # the commit, not the clock
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert "ResNet50" in labels["org.opencontainers.image.description"]
+    assert "PaddlePaddle 3.2.2" in labels["org.opencontainers.image.description"]
+    assert labels["io.kunlun.runtime.version"] == "none"
+    assert labels["io.kunlun.lock.paddleclas.sha256"] == build.fetch.sha256_of(ROOT / "locks/aarch64/cpu/paddleclas.txt")
+    assert labels["io.kunlun.lock.paddle.sha256"] == build.fetch.sha256_of(ROOT / "locks/aarch64/cpu/paddle.txt")
+    # the rest comes from the model's Dockerfile: together they are the whole set
+    dockerfile = (ROOT / layer.dockerfile).read_text()
+    for key in ("org.opencontainers.image.title", "org.opencontainers.image.version", "io.kunlun.arch",
+                "io.kunlun.flavour", "io.kunlun.paddle.version", "io.kunlun.suite", "io.kunlun.suite.version"):
+        assert f"{key}=" in dockerfile and key not in labels
+
+
+def test_lower_layers_get_no_commit_labels(matrix):
+    """A commit-dependent label on a framework or suite layer would bust the cache of everything above it."""
+    top = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["x86_64"])
+    for layer in top.ancestry()[1:3]:
+        assert list(build.labels_for(matrix, layer, ROOT)) == ["io.kunlun.lock.sha256"]
+
+
+def test_the_source_url_never_carries_credentials(monkeypatch):
+    assert build.public_url("https://ci:ghp_secret@github.com/org/kunlun.git") == "https://github.com/org/kunlun.git"
+    monkeypatch.setenv("KUNLUN_SOURCE_URL", "https://x:tok@git.example/kunlun")
+    build.git_facts.cache_clear()
+    try:
+        assert build.git_facts(ROOT)["source"] == "https://git.example/kunlun"
+    finally:
+        build.git_facts.cache_clear()
+
+
+def test_the_published_labels_keep_what_the_image_was_built_from(matrix):
+    cell = cell_of(matrix)
+    a = cell.archs[0]
+    a.local_id = "sha256:abc"
+    labels = publish.publish_labels(matrix, ROOT, cell, a, {"org.opencontainers.image.revision": "b" * 40})
+    assert labels["org.opencontainers.image.revision"] == "b" * 40
+    assert labels[publish.SOURCE_LABEL] == "sha256:abc" and labels[publish.SMOKE_LABEL] == publish.SMOKE_PASSED
+    assert labels[publish.SBOM_LABEL] == sbom.SBOM_DIR == "/opt/kunlun/sbom"
+    dockerfile = publish.publish_dockerfile("sha256:abc", labels)
+    assert dockerfile.startswith("FROM sha256:abc\nCOPY sbom/ /opt/kunlun/sbom/\nLABEL ")
+    assert dockerfile.count("LABEL") == 1 and '"io.kunlun.smoke"="passed: trained 1 step"' in dockerfile
+
+
+# --- SBOM ----------------------------------------------------------------------------------------
+
+LISTING = {"python": "3.11.2", "packages": [{"name": "numpy", "version": "1.26.4", "license": "BSD-3-Clause"},
+                                            {"name": "Pillow", "version": "99.0", "license": ""}]}
+
+
+def test_the_sbom_is_cyclonedx_with_purls_and_the_locked_wheel_hashes():
+    locks = [ROOT / "locks/x86_64/cpu/paddle.txt"]
+    numpy_sha = next(w.sha256 for w in build.lock.LockFile.read(locks[0]).wheels if w.name == "numpy")
+    files = sbom.files("reg/ns/resnet50:0.1.0-paddle3.2.2-cpu-x86_64", "sha256:" + "c" * 64, "2026-11-23T21:47:59Z",
+                       LISTING, "zlib1g\t1:1.2.13\tamd64\npython3\t3.11.2-1\tamd64\n", locks)
+    doc = json.loads(files[sbom.PYTHON_FILE])
+    assert (doc["bomFormat"], doc["specVersion"], doc["version"]) == ("CycloneDX", "1.5", 1)
+    assert re.fullmatch(r"urn:uuid:[0-9a-f-]{36}", doc["serialNumber"])
+    assert doc["metadata"]["timestamp"] == "2026-11-23T21:47:59Z"
+    assert doc["metadata"]["component"]["type"] == "container"
+    numpy = doc["components"][0]
+    assert numpy["purl"] == "pkg:pypi/numpy@1.26.4" and numpy["hashes"] == [{"alg": "SHA-256", "content": numpy_sha}]
+    assert numpy["licenses"] == [{"license": {"name": "BSD-3-Clause"}}]
+    assert doc["components"][1]["purl"] == "pkg:pypi/pillow@99.0" and "hashes" not in doc["components"][1]
+    assert files[sbom.OS_FILE] == b"python3\t3.11.2-1\tamd64\nzlib1g\t1:1.2.13\tamd64\n"
+    # the same image gives the same bytes (so the publish layer is the same)
+    again = sbom.files("reg/ns/resnet50:0.1.0-paddle3.2.2-cpu-x86_64", "sha256:" + "c" * 64, "2026-11-23T21:47:59Z",
+                       LISTING, "python3\t3.11.2-1\tamd64\nzlib1g\t1:1.2.13\tamd64\n", locks)
+    assert again == files
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+def test_credentials_come_from_the_environment_first(monkeypatch, tmp_path):
+    config = tmp_path / "docker"
+    config.mkdir()
+    auth = base64.b64encode(b"fromconfig:configpw").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {"reg.example:5000": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.delenv(registry.USER_ENV, raising=False)
+    monkeypatch.delenv(registry.PASSWORD_ENV, raising=False)
+    assert registry.credentials("reg.example:5000") == registry.Credentials("fromconfig", "configpw")
+    assert registry.credentials("other.example") is None
+    monkeypatch.setenv(registry.USER_ENV, "ci")
+    monkeypatch.setenv(registry.PASSWORD_ENV, "envpw")
+    creds = registry.credentials("reg.example:5000")
+    assert creds.auth_config() == {"username": "ci", "password": "envpw"}
+    assert "envpw" not in repr(creds) and "envpw" not in str(creds)
+
+
+def test_a_registry_asking_for_credentials_without_any_is_a_clear_error():
+    r = registry.Registry("127.0.0.1:1", None)
+    error = r._auth_error()
+    assert error.exit_code == 10 and "requires credentials and none were given" in error.message
+    assert "KUNLUN_REGISTRY_USER" in error.hint
+    wrong = registry.Registry("127.0.0.1:1", registry.Credentials("ci", "hunter2"))._auth_error()
+    assert "refused the credentials of user 'ci'" in wrong.message and "hunter2" not in str(wrong)
+
+
+# --- the CI workflow ---------------------------------------------------------------------------------
+
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def kunlun_calls() -> list[list[str]]:
+    calls = []
+    for job in workflow()["jobs"].values():
+        for step in job["steps"]:
+            for line in step.get("run", "").replace("\\\n", " ").splitlines():
+                if line.strip().startswith("./kunlun "):
+                    calls.append(line.split()[1:])
+    return calls
+
+
+def test_the_workflow_calls_only_tasks_that_exist():
+    from invoke import Collection
+    import tasks
+    names = set(Collection.from_module(tasks).task_names)
+    calls = kunlun_calls()
+    assert {call[0] for call in calls} >= {"build", "publish"}
+    for call in calls:
+        assert call[0] in names, f"./kunlun {' '.join(call)}: no task '{call[0]}'"
+        task = Collection.from_module(tasks)[call[0]]
+        options = {o.lstrip("-").split("=")[0].replace("-", "_") for o in call[1:] if o.startswith("--")}
+        params = set(task.get_arguments() and [n for a in task.get_arguments() for n in a.names])
+        params = {p.replace("-", "_") for p in params} | {f"no_{p}" for p in {q.replace("-", "_") for q in params}}
+        assert options <= params, f"./kunlun {' '.join(call)}: unknown options {options - params}"
+
+
+def test_the_workflow_builds_per_arch_then_publishes_the_manifests():
+    jobs = workflow()["jobs"]
+    per_arch = next(j for j in jobs.values() if "matrix" in j.get("strategy", {}))
+    assert set(per_arch["strategy"]["matrix"]["arch"]) == {"x86_64", "aarch64"}
+    manifests = next(j for j in jobs.values() if any("--arch none" in s.get("run", "") for s in j["steps"]))
+    assert manifests["needs"]
+    text = WORKFLOW.read_text()
+    assert "KUNLUN_REGISTRY_PASSWORD: ${{ secrets." in text   # from secrets, never spelled out
+
+
+def test_a_failed_smoke_test_pushes_nothing_of_the_cell(matrix, monkeypatch, tmp_path):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        a.local_id = "sha256:local-" + a.arch
+    publish.classify([cell], REVISION, manifests=True)
+    smoked, pushed = [], []
+    monkeypatch.setattr(publish, "smoke_test", lambda client, a, args: smoked.append(a.arch) or
+                        ("exit 1: loss is nan" if a.arch == "aarch64" else None))
+    monkeypatch.setattr(publish, "prepare_and_push", lambda *args: pushed.append(args))
+    publish.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=True)
+    assert smoked == ["x86_64", "aarch64"] and pushed == []
+    assert cell.status == "blocked" and cell.reason == "aarch64 failed its smoke test: exit 1: loss is nan"
+    # the passed one is remembered for a rerun of this run (same report directory); the failed one is not
+    record = publish.SmokeRecord(tmp_path)
+    assert record.has(cell.archs[0], []) and not record.has(cell.archs[1], [])
+
+
+def test_a_rerun_with_the_same_report_does_not_smoke_test_again(matrix, monkeypatch, tmp_path):
+    cell = cell_of(matrix)
+    for a in cell.archs:
+        a.local_id = "sha256:local-" + a.arch
+        publish.SmokeRecord(tmp_path).add(a, ["-o", "x=1"], 12.0)
+    publish.classify([cell], REVISION, manifests=False)
+    monkeypatch.setattr(publish, "smoke_test", lambda *args: pytest.fail("smoke-tested again"))
+    pushed = []
+    monkeypatch.setattr(publish, "prepare_and_push", lambda client, m, root, cell, a, *rest: pushed.append(a.arch))
+    publish.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=False, smoke_args=["-o", "x=1"])
+    assert pushed == ["x86_64", "aarch64"] and cell.status == "pushed"
+
+
+def test_bearer_token_registries_get_a_token_from_their_realm_with_the_credentials():
+    """Registries such as Harbor or GHCR answer 401 with a Bearer challenge; the token service takes basic auth."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            auth = self.headers.get("Authorization", "")
+            seen.append((self.path, auth))
+            if self.path.startswith("/token"):
+                ok = auth == "Basic " + base64.b64encode(b"ci:pw").decode()
+                self.send_response(200 if ok else 401)
+                self.end_headers()
+                self.wfile.write(json.dumps({"token": "T0K"}).encode() if ok else b"{}")
+            elif auth == "Bearer T0K":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"{}")
+            else:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{port}/token",service="test"')
+                self.end_headers()
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        registry.Registry(f"127.0.0.1:{port}", registry.Credentials("ci", "pw")).check()
+        assert any(path.startswith("/token?service=test") for path, _ in seen)
+        assert seen[-1] == ("/v2/", "Bearer T0K")
+        with pytest.raises(registry.RegistryAuthError, match="refused the credentials of user 'ci'"):
+            registry.Registry(f"127.0.0.1:{port}", registry.Credentials("ci", "wrong")).check()
+        with pytest.raises(registry.RegistryAuthError, match="requires credentials and none were given"):
+            registry.Registry(f"127.0.0.1:{port}", None).check()
+    finally:
+        server.shutdown()
