@@ -9,6 +9,9 @@ cold for each arch on this host, native or under qemu-user emulation, stage by s
 
 Ratios (emulated / native) are taken within one run. Run from the repository root with the host
 tools: `.venv/bin/python bench/arch.py [--arch x86_64,aarch64]`. Takes ~20 min on 2 cores.
+
+`--models` instead trains every ready model's aarch64 image (already built) for one step at a small
+input size, and records which train (the README's aarch64 table) and how long the step took.
 """
 from __future__ import annotations
 
@@ -61,12 +64,47 @@ def first_steps(m, arch, steps: int) -> dict:
             "machine": summary["machine"]}
 
 
+# Small inputs for one-step smoke runs (VGG's classifier needs 224 px).
+SMOKE = {"classification": ["-o", "Global.image_size=64"], "detection": ["-o", "Global.image_size=64"],
+         "instance-segmentation": ["-o", "Global.image_size=64"], "segmentation": ["-o", "Global.image_size=64"],
+         "language-model": ["-o", "DataLoader.max_seq_len=32"], "reinforcement-learning": []}
+FULL_SIZE = {"vgg16", "vgg19"}
+
+
+def smoke_models(m, arch) -> dict:
+    import subprocess
+    out = {}
+    for name in m.ready_models():
+        if arch.name not in m.model_archs(name, "cpu"):
+            out[name] = {"trains": False, "why": m.models[name].excluded.get(arch.name, "not in the model's archs")}
+            continue
+        image = chain.model_layer(m, name, "cpu", arch).image
+        extra = [] if name in FULL_SIZE else SMOKE[m.models[name].task]
+        start = time.monotonic()
+        proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--platform", arch.platform, image,
+                               "--steps", "1", *extra], capture_output=True, text=True)
+        summary = next((json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"event": "summary"')), None)
+        out[name] = {"trains": proc.returncode == 0 and bool(summary and summary["loss_finite"]),
+                     "run_s": round(time.monotonic() - start, 1), "args": " ".join(extra) or "defaults",
+                     "machine": summary["machine"] if summary else None,
+                     "error": None if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1:]}
+        print(json.dumps({name: out[name]}), flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="x86_64,aarch64")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--models", action="store_true", help="one-step smoke run of every model's image for --arch")
     a = p.parse_args()
     m = matrix.load(ROOT / "matrix.yaml")
+    if a.models:
+        [arch] = m.arch_registry.resolve(a.arch if a.arch != "x86_64,aarch64" else "aarch64")
+        path = ROOT / f"bench/results/models-{arch.name}.json"
+        path.write_text(json.dumps({"arch": arch.name, "date": time.strftime("%Y-%m-%d"),
+                                    "models": smoke_models(m, arch)}, indent=2) + "\n")
+        return
     native = m.arch_registry.native()
     results = {"machine": {"cpus": os.cpu_count(), "host_arch": native.name, "date": time.strftime("%Y-%m-%d")}}
     for arch in m.arch_registry.resolve(a.arch):

@@ -16,12 +16,12 @@ from .helpers import ROOT, docker, invoke
 pytestmark = pytest.mark.docker
 RANKED = re.compile(r"^\[rank (\d)\] \[([a-z0-9.-]+)(?: rank (\d))?\] step (\d+)/(\d+) \| loss (\S+) \|")
 SMALL = {"resnet50": ["-o", "Global.image_size=64"], "mobilenetv3": ["-o", "Global.image_size=64"],
-         "yolov3-mobilenetv1": ["-o", "Global.image_size=160"], "bert-base": ["-o", "Global.seq_len=32"]}
+         "yolov3-mobilenetv1": ["-o", "Global.image_size=64"]}
 
 
 @pytest.fixture(scope="module")
 def built():
-    invoke("build", "--model", "resnet50", "--model", "mobilenetv3")
+    invoke("build", "--model", "resnet50", "--model", "mobilenetv3", "--model", "yolov3-mobilenetv1")
 
 
 def steps_by_rank(output: str) -> dict[int, list[tuple[int, float]]]:
@@ -40,7 +40,7 @@ def leftovers(job_prefix: str) -> list[str]:
     return [n for n in names + networks if n.startswith(job_prefix)]
 
 
-@pytest.mark.parametrize("model", ["resnet50"])
+@pytest.mark.parametrize("model", ["resnet50", "yolov3-mobilenetv1"])   # a classification and a detection model
 def test_two_nodes_train_as_one_job(built, model, tmp_path):
     out = tmp_path / "out"
     result = invoke("run", model, "--nodes", "2", "--output", str(out), "--", "--steps", "2", *SMALL[model])
