@@ -42,6 +42,12 @@ def host_venv(m, layer) -> Path:
             reqs.write_text("\n".join(w.line().split("  #")[0] for w in wheels) + "\n")
             subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-index", "--no-deps", "--require-hashes",
                             "--no-build-isolation", "--find-links", str(cache.wheels()), "-r", str(reqs)], check=True)
+        # The suite's reviewed patches, as the image build applies them.
+        site = next((venv / "lib").glob("python*/site-packages"))
+        for patch in m.suites[suite.name].patches:
+            subprocess.run(["patch", f"--directory={site}", "--strip=1", "--forward", "--batch", "--fuzz=0",
+                            f"--input={ROOT / matrix.patch_path(suite.name, patch)}"], check=True,
+                           stdout=subprocess.DEVNULL)
         (venv / ".complete").touch()
     return venv
 
@@ -88,10 +94,11 @@ def main() -> None:
     log = build_log()
     names = a.model or m.ready_models()
     results = {"machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}, "models": {}}
-    chains = {}
+    if a.model and RESULTS.exists():   # measuring some models again: keep the others' results
+        results["models"] = json.loads(RESULTS.read_text()).get("models", {})
+    chains = {name: chain.model_layer(m, name, "cpu", native).ancestry() for name in m.ready_models()}
     for name in names:
-        layer = chain.model_layer(m, name, "cpu", native)
-        chains[name] = layer.ancestry()
+        layer = chains[name][-1]
         sizes = {l.kind: client.images.get(l.image).attrs["Size"] for l in chains[name]}
         entry = {"image": layer.image, "image_bytes": sizes["model"],
                  "suite_layer_bytes": sizes["suite"] - sizes["paddle"], "model_layer_bytes": sizes["model"] - sizes["suite"],
