@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import fetch, lock
-from kunlun_bundle.errors import InputError
-from kunlun_bundle.matrix import patch_path
 from kunlun_train.datasets import coco
 from kunlun_train.errors import TrainError
 
 from tests.sample_data import coco as sample
+from tests.patching import patched_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON = "annotations/instances_train.json"
@@ -204,22 +200,7 @@ def test_every_patch_file_is_listed_in_the_matrix(matrix):
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_the_patches_apply_to_the_locked_paddledet_wheel(matrix, tmp_path, arch):
     """Exactly as the suite image applies them (no fuzz), to the wheel the lock pins."""
-    wheel = next(w for w in lock.LockFile.read(ROOT / f"locks/{arch}/cpu/paddledet.txt").wheels
-                 if w.name == "paddledet")
-    try:
-        [path] = fetch.fetch([wheel])
-    except InputError as exc:   # only when the wheel is not cached and PyPI is unreachable
-        pytest.skip(f"cannot fetch {wheel.filename}: {exc}")
-    site = tmp_path / "site-packages"
-    with zipfile.ZipFile(path) as zf:
-        zf.extractall(site)
-    for name in matrix.suites["paddledet"].patches:
-        patch = ROOT / patch_path("paddledet", name)
-        args = ["patch", f"--directory={site}", "--strip=1", "--forward", "--batch", "--fuzz=0",
-                "--no-backup-if-mismatch", f"--input={patch}"]
-        dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True)
-        assert dry.returncode == 0, f"{name} no longer applies to {wheel.filename}:\n{dry.stdout}{dry.stderr}"
-        subprocess.run(args, check=True, capture_output=True)
+    site = patched_wheel(matrix, "paddledet", arch, tmp_path)
     generator = site / "ppdet/modeling/proposal_generator"
     for source, count in (("rpn_head.py", 1), ("target.py", 3)):
         text = (generator / source).read_text()

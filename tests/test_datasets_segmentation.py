@@ -4,19 +4,15 @@ paddleseg suite's reviewed patches still apply to the locked wheel."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import fetch, lock
-from kunlun_bundle.errors import InputError
-from kunlun_bundle.matrix import patch_path
 from kunlun_train.datasets import segmentation as seg
 from kunlun_train.errors import TrainError
 
 from tests.sample_data import segmentation as sample
+from tests.patching import patched_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,21 +121,7 @@ def test_every_patch_file_is_listed_in_the_matrix(matrix):
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_the_patches_apply_to_the_locked_paddleseg_wheel(matrix, tmp_path, arch):
     """Exactly as the suite image applies them (no fuzz), to the wheel the lock pins."""
-    wheel = next(w for w in lock.LockFile.read(ROOT / f"locks/{arch}/cpu/paddleseg.txt").wheels if w.name == "paddleseg")
-    try:
-        [path] = fetch.fetch([wheel])
-    except InputError as exc:   # only when the wheel is not cached and PyPI is unreachable
-        pytest.skip(f"cannot fetch {wheel.filename}: {exc}")
-    site = tmp_path / "site-packages"
-    with zipfile.ZipFile(path) as zf:
-        zf.extractall(site)
-    for name in matrix.suites["paddleseg"].patches:
-        patch = ROOT / patch_path("paddleseg", name)
-        args = ["patch", f"--directory={site}", "--strip=1", "--forward", "--batch", "--fuzz=0",
-                "--no-backup-if-mismatch", f"--input={patch}"]
-        dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True)
-        assert dry.returncode == 0, f"{name} no longer applies to {wheel.filename}:\n{dry.stdout}{dry.stderr}"
-        subprocess.run(args, check=True, capture_output=True)
+    site = patched_wheel(matrix, "paddleseg", arch, tmp_path)
     loss = (site / "paddleseg/models/losses/cross_entropy_loss.py").read_text()
     assert "paddle.ones_like(label, dtype='float32')" in loss and "paddle.ones_like(label)\n" not in loss
     compile(loss, "cross_entropy_loss.py", "exec")

@@ -3,19 +3,16 @@ checks) and the dqn model's recipe as the entrypoint reads it. No Paddle, PARL o
 trainer itself runs in the image (tests/integration/test_parl.py)."""
 import json
 import random
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import build, fetch, lock
-from kunlun_bundle.errors import InputError
-from kunlun_bundle.matrix import patch_path
+from kunlun_bundle import build, lock
 from kunlun_train import cli
 from kunlun_train.errors import TrainError
 from kunlun_train.trainers import TASKS, task
 from kunlun_train.trainers.replay import EpsilonGreedy, ReplayMemory, no_dataset, positive
+from tests.patching import patched_wheel
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,21 +180,7 @@ def test_the_patches_apply_to_the_locked_parl_wheel(matrix, tmp_path, arch):
     which the suite no longer lists, is then imported only inside the GAE helpers."""
     locked = lock.LockFile.read(ROOT / f"locks/{arch}/cpu/parl.txt").wheels
     assert "scipy" not in {w.name for w in locked} and "pyarrow" not in {w.name for w in locked}
-    wheel = next(w for w in locked if w.name == "parl")
-    try:
-        [path] = fetch.fetch([wheel])
-    except InputError as exc:   # only when the wheel is not cached and PyPI is unreachable
-        pytest.skip(f"cannot fetch {wheel.filename}: {exc}")
-    site = tmp_path / "site-packages"
-    with zipfile.ZipFile(path) as zf:
-        zf.extractall(site)
-    for name in matrix.suites["parl"].patches:
-        patch = ROOT / patch_path("parl", name)
-        args = ["patch", f"--directory={site}", "--strip=1", "--forward", "--batch", "--fuzz=0",
-                "--no-backup-if-mismatch", f"--input={patch}"]
-        dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True)
-        assert dry.returncode == 0, f"{name} no longer applies to {wheel.filename}:\n{dry.stdout}{dry.stderr}"
-        subprocess.run(args, check=True, capture_output=True)
+    site = patched_wheel(matrix, "parl", arch, tmp_path)
     source = (site / "parl/utils/rl_utils.py").read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert top_level == ["import numpy as np"] and "    import scipy.signal" in source
