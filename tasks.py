@@ -287,10 +287,16 @@ def quickstart(c, model="resnet50", steps=5):
             " (add --help for the options).")
 
 
-@bundle_task(help={"fast": "Only the unit tests (no Docker, no network); a few seconds."})
-def test(c, fast=False):
-    """Run the test suite: unit tests, then the Docker integration tests (what CI runs)."""
+@bundle_task(help={"fast": "Only the unit tests (no Docker, no network); a few seconds.",
+                   "fresh-images": "First untag every image of the bundle's namespaces (Docker's build cache is "
+                                   "kept), so a test that uses an image no test built fails as on a fresh machine "
+                                   "(CI does this)."})
+def test(c, fast=False, fresh_images=False):
+    """Run the test suite: unit tests, then the Docker integration tests (what CI runs).
+
+    Arguments after `--` go to pytest, e.g. `./kunlun test -- tests/integration/test_publish.py`."""
     args = [sys.executable, "-m", "pytest", *(["-m", "not docker"] if fast else []), *_extra_args()]
-    code = subprocess.call(args, cwd=ROOT)
+    env = {**os.environ, **({"KUNLUN_TEST_FRESH_IMAGES": "1"} if fresh_images else {})}
+    code = subprocess.call(args, cwd=ROOT, env=env)
     if code:
         raise Exit(code=code)

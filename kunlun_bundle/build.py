@@ -58,9 +58,14 @@ def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
                          hint="run `invoke lock` and commit the result")
 
 
-def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
+def context_for(m: Matrix, layer: Layer, root: Path, native, parent_id: Optional[str] = None) -> BuildContext:
+    """parent_id: the image id of the parent just built; the Dockerfile's FROM names it, so the
+    layer sits on exactly that image whatever namespace the tags are under."""
     ctx = BuildContext(mtime=m.bases[layer.base].source_date_epoch)
-    ctx.add_bytes("Dockerfile", dockerfile_with_labels(root / layer.dockerfile, labels_for(m, layer, root)))
+    dockerfile = dockerfile_with_labels(root / layer.dockerfile, labels_for(m, layer, root))
+    if layer.parent is not None:
+        dockerfile = from_parent(dockerfile, naming.declared(m, layer.parent.image), parent_id)
+    ctx.add_bytes("Dockerfile", dockerfile)
     if layer.kind == "base":
         with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
             ctx.add_file("rootfs.tar", base_rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail))
@@ -91,6 +96,18 @@ def context_for(m: Matrix, layer: Layer, root: Path, native) -> BuildContext:
 # The licence of what the images hold: PaddlePaddle and its suites (PaddleClas, -Detection, -Seg,
 # -NLP, PARL) are Apache-2.0.
 LICENSES = "Apache-2.0"
+
+
+def from_parent(dockerfile: bytes, declared_parent: str, parent_id: Optional[str]) -> bytes:
+    """FROM <parent as the matrix names it> becomes FROM <the parent's image id>."""
+    if parent_id is None:
+        raise BuildError(f"the parent image {declared_parent} is not built")
+    lines = dockerfile.decode("utf-8").split("\n")
+    for i, line in enumerate(lines):
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM" and words[1] == declared_parent:
+            lines[i] = " ".join(["FROM", parent_id, *words[2:]])
+    return "\n".join(lines).encode("utf-8")
 
 
 def dockerfile_with_labels(path: Path, labels: dict[str, str]) -> bytes:
@@ -173,7 +190,8 @@ def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: b
         if (existing.labels or {}).get(BASE_INPUTS_LABEL) == labels_for(m, layer, root)[BASE_INPUTS_LABEL]:
             return Result(layer, "cached", 0.0, existing.attrs["Size"])
     with ui.step(f"build {layer.image}"):
-        ctx = context_for(m, layer, root, native)
+        parent_id = docker_api.image_id(client, layer.parent.image) if layer.parent else None
+        ctx = context_for(m, layer, root, native, parent_id)
         with ctx.tarball(cache.scratch()) as tarball:
             def show(line: str) -> None:
                 if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):

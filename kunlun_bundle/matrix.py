@@ -3,6 +3,7 @@ rules a schema cannot express, and error messages that name file:line, the key p
 was expected. `load()` is the only way the rest of the bundle reads the matrix."""
 from __future__ import annotations
 
+import os
 import typing
 from enum import Enum
 from pathlib import Path
@@ -16,6 +17,7 @@ from .arch import KEYWORDS, Arch, Archs
 from .errors import MatrixError
 
 NAME = r"^[a-z0-9][a-z0-9._-]*$"   # usable in image names, tags and file names
+NAMESPACE_ENV = "KUNLUN_NAMESPACE"
 SHA256 = r"^[0-9a-f]{64}$"
 
 
@@ -127,6 +129,14 @@ class Matrix(_Strict):
 
     # Set by load(); not part of the file.
     path: Path = Field(default=Path("matrix.yaml"), exclude=True)
+    # $KUNLUN_NAMESPACE: local images are tagged under it instead of bundle.namespace (several
+    # checkouts, or test runs, on one Docker host). Rendered Dockerfiles always name bundle.namespace.
+    namespace_override: Optional[str] = Field(default=None, exclude=True)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace local images are tagged under."""
+        return self.namespace_override or self.bundle.namespace
 
     @property
     def arch_registry(self) -> Archs:
@@ -389,4 +399,8 @@ def load(path: str | Path = "matrix.yaml") -> Matrix:
             lines.append(f"{where}: {_dotted(at)}: {message}")
         noun = "problem" if len(lines) == 1 else "problems"
         raise MatrixError(f"{path} has {len(lines)} {noun}:\n  " + "\n  ".join(lines))
-    return matrix.model_copy(update={"path": path})
+    override = os.environ.get(NAMESPACE_ENV) or None
+    if override and not _matches(NAME, override):
+        raise MatrixError(f"${NAMESPACE_ENV}={override!r}: not a usable image namespace",
+                          hint="lower-case letters, digits, '.', '_' or '-', e.g. kunlun-dev")
+    return matrix.model_copy(update={"path": path, "namespace_override": override})

@@ -5,7 +5,7 @@ from .matrix import Matrix
 
 
 def base_image(m: Matrix, base: str, arch: str) -> str:
-    return f"{m.bundle.namespace}/base:{m.bases[base].release}-{arch}"
+    return f"{m.namespace}/base:{m.bases[base].release}-{arch}"
 
 
 def base_dated_image(m: Matrix, base: str, arch: str, date: str) -> str:
@@ -14,12 +14,12 @@ def base_dated_image(m: Matrix, base: str, arch: str, date: str) -> str:
 
 
 def paddle_image(m: Matrix, flavour: str, arch: str) -> str:
-    return f"{m.bundle.namespace}/paddle:{m.paddle_version(flavour, arch)}-{flavour}-{arch}"
+    return f"{m.namespace}/paddle:{m.paddle_version(flavour, arch)}-{flavour}-{arch}"
 
 
 def suite_image(m: Matrix, suite: str, flavour: str, arch: str) -> str:
     version = m.suites[suite].version
-    return f"{m.bundle.namespace}/{suite}:{version}-paddle{m.paddle_version(flavour, arch)}-{flavour}-{arch}"
+    return f"{m.namespace}/{suite}:{version}-paddle{m.paddle_version(flavour, arch)}-{flavour}-{arch}"
 
 
 def model_version(m: Matrix, flavour: str, arch: str) -> str:
@@ -33,12 +33,19 @@ def model_tag(m: Matrix, flavour: str, arch: str) -> str:
 
 
 def model_image(m: Matrix, model: str, flavour: str, arch: str) -> str:
-    return f"{m.bundle.namespace}/{model}:{model_tag(m, flavour, arch)}"
+    return f"{m.namespace}/{model}:{model_tag(m, flavour, arch)}"
 
 
 def model_latest(m: Matrix, model: str) -> str:
     """What `docker run kunlun/<model>` finds: the host arch's default-flavour build."""
-    return f"{m.bundle.namespace}/{model}:latest"
+    return f"{m.namespace}/{model}:latest"
+
+
+def declared(m: Matrix, image: str) -> str:
+    """An image's name under the matrix's own namespace (what committed Dockerfiles say), whatever
+    namespace local images are tagged under ($KUNLUN_NAMESPACE)."""
+    namespace, rest = image.split("/", 1)
+    return f"{m.bundle.namespace}/{rest}" if namespace == m.namespace else image
 
 
 def default_flavour(m: Matrix) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import layout
+from . import layout, naming
 from .chain import Layer, all_ready, unique_layers
 from .matrix import Matrix
 
@@ -29,7 +29,9 @@ def variables(m: Matrix, layer: Layer) -> dict:
     """Everything a template may use for one layer."""
     values = {
         "layer": layer,
-        "parent": layer.parent.image if layer.parent else None,
+        # Names as the matrix declares them: the build swaps the parent for the image id it built.
+        "image": naming.declared(m, layer.image),
+        "parent": naming.declared(m, layer.parent.image) if layer.parent else None,
         "base": m.bases[layer.base],
         "venv": layout.VENV,
         "user": layout.USER,

@@ -40,3 +40,29 @@ def test_planned_models_are_not_built(small_matrix):
         chain.select(small_matrix, ["vgg16"], None, list(small_matrix.arch_registry))
     with pytest.raises(UsageError, match="unknown model 'vgg61'"):
         chain.select(small_matrix, ["vgg61"], None, list(small_matrix.arch_registry))
+
+
+def test_a_namespace_override_retags_local_images_but_not_the_dockerfiles(monkeypatch, root):
+    """$KUNLUN_NAMESPACE (several checkouts or test runs on one Docker host): local tags move, the
+    committed Dockerfiles keep the matrix's namespace, and the build points FROM at the parent's id."""
+    from kunlun_bundle import build, matrix, render
+    monkeypatch.setenv("KUNLUN_NAMESPACE", "kunlun-dev")
+    m = matrix.load(root / "matrix.yaml")
+    top = chain.model_layer(m, "resnet50", "cpu", m.arch_registry["x86_64"])
+    assert top.image == "kunlun-dev/resnet50:0.1.0-paddle3.2.2-cpu-x86_64"
+    assert naming.model_latest(m, "resnet50") == "kunlun-dev/resnet50:latest"
+    assert render.check(render.render_all(m, root), root) == []          # no drift
+    suite = top.parent
+    text = build.from_parent((root / suite.dockerfile).read_bytes(), naming.declared(m, suite.parent.image),
+                             "sha256:" + "a" * 64).decode()
+    assert [line for line in text.splitlines() if line.startswith("FROM")] == \
+        [f"FROM sha256:{'a' * 64} AS install", f"FROM sha256:{'a' * 64}"]
+
+
+def test_a_bad_namespace_override_is_named(monkeypatch, root):
+    import pytest
+    from kunlun_bundle import matrix
+    from kunlun_bundle.errors import MatrixError
+    monkeypatch.setenv("KUNLUN_NAMESPACE", "Bad Name")
+    with pytest.raises(MatrixError, match="KUNLUN_NAMESPACE='Bad Name': not a usable image namespace"):
+        matrix.load(root / "matrix.yaml")

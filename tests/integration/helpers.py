@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from kunlun_bundle import host, matrix, naming
+
 ROOT = Path(__file__).resolve().parents[2]
+MATRIX = matrix.load(ROOT / "matrix.yaml")
+# Where test_publish.py tags the images it publishes (a matrix copy of its own).
+PUBLISH_NAMESPACE = f"{MATRIX.namespace}pubtest"
 STEP = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] step (?P<step>\d+)/(?P<total>\d+) \| loss (?P<loss>\S+) \| "
                   r"(?P<rate>\S+) (?P<unit>[a-z /]+/s) \| (?P<seconds>\S+) s/step \| (?P<device>.+)$")
 
@@ -42,3 +47,23 @@ def training(output: str) -> tuple[list[tuple[int, int, float]], dict]:
             summary = json.loads(line)
     assert summary is not None, f"no summary line in:\n{output}"
     return steps, summary
+
+
+def image(model: str, arch: str | None = None) -> str:
+    """A model image's local tag: `latest` (the host arch), or the arch's own tag."""
+    if arch is None:
+        return naming.model_latest(MATRIX, model)
+    return naming.model_image(MATRIX, model, naming.default_flavour(MATRIX), arch)
+
+
+def require_emulation(arch_name: str) -> None:
+    """Skip (or, under KUNLUN_TEST_REQUIRE_ALL, fail) when this host cannot run `arch_name` binaries."""
+    arch, native = MATRIX.arch_registry[arch_name], MATRIX.arch_registry.native()
+    ok, why = host.binfmt_status(arch, native)
+    if ok:
+        return
+    message = (f"this {native.name} host cannot run {arch.name} binaries ({why}); enable emulation with "
+               f"`{host.binfmt_fix(arch)}` (or run .ci/run), see `./kunlun doctor`")
+    if os.environ.get("KUNLUN_TEST_REQUIRE_ALL") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

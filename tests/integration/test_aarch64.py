@@ -9,7 +9,7 @@ import pytest
 
 from kunlun_bundle import matrix, naming
 
-from .helpers import ROOT, docker, invoke, training
+from .helpers import ROOT, docker, invoke, require_emulation, training
 
 pytestmark = pytest.mark.docker
 
@@ -22,6 +22,7 @@ IMAGE = naming.model_image(M, "resnet50", "cpu", "aarch64")
 @pytest.fixture(scope="module")
 def built():
     """`invoke build --arch arm` (an alias) for ResNet50: base, Paddle, PaddleClas and model layers."""
+    require_emulation("aarch64")
     result = invoke("build", "--arch", "arm", "--model", "resnet50")
     assert "0 failed, 0 skipped" in result.stderr, result.stderr
     return result

@@ -10,22 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import cache, lock
+from kunlun_bundle import cache, lock, naming
 
 from tests.sample_data.classification import flowers as sample_flowers
 
-from .helpers import ROOT, docker, invoke, training
+from .helpers import MATRIX, ROOT, docker, image, invoke, training
 
 pytestmark = pytest.mark.docker
-IMAGE = "kunlun/resnet50"
+IMAGE = image("resnet50")
+BASE = naming.base_image(MATRIX, "bookworm", "x86_64")
+SUITE = naming.suite_image(MATRIX, "paddleclas", "cpu", "x86_64")
 
 
 @pytest.fixture(scope="module")
-def built():
+def built(build):
     """`invoke build --model resnet50`: bootstraps the base if missing, then the whole chain."""
-    result = invoke("build", "--model", "resnet50")
-    assert "0 failed, 0 skipped" in result.stderr
-    return result
+    build("resnet50")
 
 
 @pytest.fixture
@@ -34,18 +34,18 @@ def flowers(tmp_path) -> Path:
 
 
 def test_the_base_is_bootstrapped_debian_with_the_right_platform(built):
-    info = json.loads(docker("image", "inspect", "kunlun/base:bookworm-x86_64").stdout)[0]
+    info = json.loads(docker("image", "inspect", BASE).stdout)[0]
     assert (info["Os"], info["Architecture"]) == ("linux", "amd64")
     assert info["Config"]["Labels"]["io.kunlun.base.release"] == "bookworm"
-    assert any(re.fullmatch(r"kunlun/base:bookworm-x86_64-\d{8}", tag) for tag in info["RepoTags"])
-    release = docker("run", "--rm", "--network", "none", "kunlun/base:bookworm-x86_64", "cat", "/etc/debian_version").stdout
+    assert any(re.fullmatch(re.escape(BASE) + r"-\d{8}", tag) for tag in info["RepoTags"])
+    release = docker("run", "--rm", "--network", "none", BASE, "cat", "/etc/debian_version").stdout
     assert release.startswith("12.")
 
 
 def test_images_record_what_they_were_built_from(built):
     labels = json.loads(docker("image", "inspect", IMAGE).stdout)[0]["Config"]["Labels"]
     assert labels["io.kunlun.model"] == "resnet50" and labels["io.kunlun.paddle.version"] == "3.2.2"
-    suite = json.loads(docker("image", "inspect", "kunlun/paddleclas:2.6.0-paddle3.2.2-cpu-x86_64").stdout)[0]
+    suite = json.loads(docker("image", "inspect", SUITE).stdout)[0]
     lock_file = ROOT / "locks/x86_64/cpu/paddleclas.txt"
     assert suite["Config"]["Labels"]["io.kunlun.lock.sha256"] == hashlib.sha256(lock_file.read_bytes()).hexdigest()
 

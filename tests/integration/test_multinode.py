@@ -20,8 +20,8 @@ SMALL = {"resnet50": ["-o", "Global.image_size=64"], "mobilenetv3": ["-o", "Glob
 
 
 @pytest.fixture(scope="module")
-def built():
-    invoke("build", "--model", "resnet50", "--model", "mobilenetv3", "--model", "yolov3-mobilenetv1")
+def built(build):
+    build("resnet50", "mobilenetv3", "yolov3-mobilenetv1")
 
 
 def steps_by_rank(output: str) -> dict[int, list[tuple[int, float]]]:

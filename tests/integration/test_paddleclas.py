@@ -6,7 +6,7 @@ import pytest
 
 from tests.sample_data.classification import flowers
 
-from .helpers import docker, invoke, training
+from .helpers import docker, image, invoke, training
 
 pytestmark = pytest.mark.docker
 MODELS = ["resnet50", "vgg16", "vgg19", "mobilenetv3", "hrnet"]
@@ -15,9 +15,8 @@ SIZE = {"vgg16": 224, "vgg19": 224}
 
 
 @pytest.fixture(scope="module")
-def built():
-    result = invoke("build", *[arg for m in MODELS for arg in ("--model", m)])
-    assert "0 failed, 0 skipped" in result.stderr, result.stderr
+def built(build):
+    build(*MODELS)
 
 
 def size(model: str) -> str:
@@ -26,7 +25,7 @@ def size(model: str) -> str:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_trains_two_steps_on_synthetic_data(built, model):
-    result = docker("run", "--rm", "--network", "none", f"kunlun/{model}", "--steps", "2", "-o", size(model))
+    result = docker("run", "--rm", "--network", "none", image(model), "--steps", "2", "-o", size(model))
     steps, summary = training(result.stdout)
     assert [s for s, _, _ in steps] == [1, 2]
     assert summary["model"] == model and summary["loss_finite"] and summary["unit"] == "images/s"

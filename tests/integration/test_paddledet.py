@@ -12,7 +12,7 @@ import pytest
 from tests.sample_data import coco as coco_sample
 from tests.sample_data import voc as voc_sample
 
-from .helpers import docker, invoke, training
+from .helpers import docker, image, invoke, training
 
 pytestmark = pytest.mark.docker
 YOLO = ["yolov3-mobilenetv1", "yolov3-darknet53"]
@@ -21,10 +21,8 @@ SMALL = ["-o", "Global.image_size=64"]
 
 
 @pytest.fixture(scope="module")
-def built():
-    result = invoke("build", *(arg for model in MODELS for arg in ("--model", model)))
-    assert "0 failed, 0 skipped" in result.stderr
-    return result
+def built(build):
+    build(*MODELS)
 
 
 @pytest.fixture
@@ -42,7 +40,7 @@ def finite(steps) -> bool:
 
 
 def test_the_suite_layer_carries_the_reviewed_patch(built):
-    result = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", "kunlun/mask-rcnn", "-c",
+    result = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", image("mask-rcnn"), "-c",
                     r"num.*append(paddle.shape(.*)\[0:1\])",
                     "/opt/kunlun/suites/paddledet/ppdet/modeling/proposal_generator/target.py")
     assert result.stdout.strip() == "3"
@@ -50,7 +48,7 @@ def test_the_suite_layer_carries_the_reviewed_patch(built):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_trains_on_synthetic_data(built, model):
-    result = docker("run", "--rm", "--network", "none", f"kunlun/{model}", "--steps", "2", *SMALL)
+    result = docker("run", "--rm", "--network", "none", image(model), "--steps", "2", *SMALL)
     steps, summary = training(result.stdout)
     assert [(s, total) for s, total, _ in steps] == [(1, 2), (2, 2)] and finite(steps)
     assert summary["loss_finite"] and summary["data"] == "synthetic" and summary["unit"] == "images/s"
@@ -119,7 +117,7 @@ def test_saves_and_resumes(built, roadsign, tmp_path):
 
 def test_two_data_parallel_workers(built):
     # With --network none, as invoke run starts it: single-node workers talk over loopback.
-    result = docker("run", "--rm", "--network", "none", "kunlun/yolov3-mobilenetv1",
+    result = docker("run", "--rm", "--network", "none", image("yolov3-mobilenetv1"),
                     "--steps", "2", "--devices", "2", *SMALL)
     steps, summary = training(result.stdout)
     assert summary["workers"] == 2 and summary["loss_finite"] and finite(steps)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.sample_data import text as sample
 
-from .helpers import docker, invoke, training
+from .helpers import docker, image, invoke, training
 
 pytestmark = pytest.mark.docker
 MODELS = ["bert-base", "ernie-base"]
@@ -16,10 +16,8 @@ SHORT = ["-o", "DataLoader.max_seq_len=32"]
 
 
 @pytest.fixture(scope="module")
-def built():
-    result = invoke("build", "--model", "bert-base", "--model", "ernie-base")
-    assert "0 failed, 0 skipped" in result.stderr
-    return result
+def built(build):
+    build("bert-base", "ernie-base")
 
 
 def finite(steps) -> bool:
@@ -28,7 +26,7 @@ def finite(steps) -> bool:
 
 def test_the_suite_layer_has_jieba_built_from_its_sdist_and_no_build_tools(built):
     """jieba (no wheel on PyPI) was built in the image from the locked sdist; setuptools/wheel only built it."""
-    result = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", "kunlun/bert-base",
+    result = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", image("bert-base"),
                     "/opt/kunlun/suites/paddlenlp")
     listing = result.stdout.split()
     assert "jieba" in listing and "jieba-0.42.1.dist-info" in listing
@@ -37,7 +35,7 @@ def test_the_suite_layer_has_jieba_built_from_its_sdist_and_no_build_tools(built
 
 @pytest.mark.parametrize("model", MODELS)
 def test_pretrains_on_synthetic_tokens(built, model):
-    result = docker("run", "--rm", "--network", "none", f"kunlun/{model}", "--steps", "2", *SHORT)
+    result = docker("run", "--rm", "--network", "none", image(model), "--steps", "2", *SHORT)
     steps, summary = training(result.stdout)
     assert [(s, total) for s, total, _ in steps] == [(1, 2), (2, 2)] and finite(steps)
     assert summary["loss_finite"] and summary["data"] == "synthetic" and summary["unit"] == "sequences/s"
@@ -87,7 +85,7 @@ def test_saves_the_vocabulary_with_the_checkpoint_and_resumes(built, tmp_path):
 
 def test_two_data_parallel_workers(built):
     # With --network none, as invoke run starts it: single-node workers talk over loopback.
-    result = docker("run", "--rm", "--network", "none", "kunlun/ernie-base",
+    result = docker("run", "--rm", "--network", "none", image("ernie-base"),
                     "--steps", "2", "--devices", "2", *SHORT)
     steps, summary = training(result.stdout)
     assert summary["workers"] == 2 and summary["loss_finite"] and finite(steps)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.sample_data import segmentation as sample
 
-from .helpers import docker, invoke, training
+from .helpers import docker, image, invoke, training
 
 pytestmark = pytest.mark.docker
 MODELS = ["deeplabv3", "unet"]
@@ -17,10 +17,8 @@ SMALL = ["-o", "Global.image_size=64"]
 
 
 @pytest.fixture(scope="module")
-def built():
-    result = invoke("build", "--model", "deeplabv3", "--model", "unet")
-    assert "0 failed, 0 skipped" in result.stderr
-    return result
+def built(build):
+    build("deeplabv3", "unet")
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ def finite(steps) -> bool:
 
 
 def test_the_suite_layer_carries_the_reviewed_patch(built):
-    result = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", "kunlun/unet",
+    result = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", image("unet"),
                     "-c", "ones_like(label, dtype='float32')",
                     "/opt/kunlun/suites/paddleseg/paddleseg/models/losses/cross_entropy_loss.py")
     assert result.stdout.strip() == "1"
@@ -42,7 +40,7 @@ def test_the_suite_layer_carries_the_reviewed_patch(built):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_trains_on_synthetic_data(built, model):
-    result = docker("run", "--rm", "--network", "none", f"kunlun/{model}", "--steps", "2", *SMALL)
+    result = docker("run", "--rm", "--network", "none", image(model), "--steps", "2", *SMALL)
     steps, summary = training(result.stdout)
     assert [(s, total) for s, total, _ in steps] == [(1, 2), (2, 2)] and finite(steps)
     assert summary["loss_finite"] and summary["data"] == "synthetic" and summary["unit"] == "images/s"
@@ -103,7 +101,7 @@ def test_saves_and_resumes(built, optic, tmp_path):
 
 def test_two_data_parallel_workers(built):
     # With --network none, as invoke run starts it: single-node workers talk over loopback.
-    result = docker("run", "--rm", "--network", "none", "kunlun/deeplabv3",
+    result = docker("run", "--rm", "--network", "none", image("deeplabv3"),
                     "--steps", "2", "--devices", "2", *SMALL)
     steps, summary = training(result.stdout)
     assert summary["workers"] == 2 and summary["loss_finite"] and finite(steps)

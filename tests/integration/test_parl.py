@@ -9,19 +9,18 @@ import math
 
 import pytest
 
-from .helpers import docker, invoke, training
+from .helpers import docker, image, invoke, training
 
 pytestmark = pytest.mark.docker
 MODEL = "dqn"
-IMAGE = f"kunlun/{MODEL}"
+IMAGE = image(MODEL)
 # Small and quick: 2 env steps and a minibatch of 8 per step, a 16-transition warm-up.
 SHORT = ["-o", "Global.env_steps=2", "--batch-size", "8", "-o", "Replay.warmup_size=16"]
 
 
 @pytest.fixture(scope="module")
-def built():
-    result = invoke("build", "--model", MODEL)
-    assert "0 failed, 0 skipped" in result.stderr, result.stderr
+def built(build):
+    build(MODEL)
 
 
 def finite(steps) -> bool:

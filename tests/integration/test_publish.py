@@ -25,12 +25,12 @@ import pytest
 import requests
 import yaml
 
-from .helpers import ROOT, docker
+from .helpers import PUBLISH_NAMESPACE, ROOT, docker, image
 
 pytestmark = pytest.mark.docker
 
 MODELS = ("resnet50", "mobilenetv3")
-NAMESPACE = "kunlunpubtest"
+NAMESPACE = PUBLISH_NAMESPACE
 TAG = "0.1.0-paddle3.2.2-cpu"
 ARCHS = {"x86_64": "amd64", "aarch64": "arm64"}
 SMOKE = ["--smoke-args", "-o Global.image_size=32"]
@@ -113,8 +113,9 @@ def registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """A matrix copy with its own namespace, and the built images tagged into it (both archs)."""
+def images(tmp_path_factory, build):
+    """A matrix copy with its own namespace, and the images built and tagged into it (both archs)."""
+    build(*MODELS, arch="all")
     work = tmp_path_factory.mktemp("matrix")
     data = yaml.safe_load((ROOT / "matrix.yaml").read_text())
     data["bundle"]["namespace"] = NAMESPACE
@@ -123,9 +124,7 @@ def images(tmp_path_factory):
     made = []
     for model in MODELS:
         for arch in ARCHS:
-            source, target = f"kunlun/{model}:{TAG}-{arch}", f"{NAMESPACE}/{model}:{TAG}-{arch}"
-            if docker("image", "inspect", source, check=False).returncode:
-                pytest.fail(f"{source} is not built: run `./kunlun build --arch {arch} --model {model}`")
+            source, target = image(model, arch), f"{NAMESPACE}/{model}:{TAG}-{arch}"
             docker("tag", source, target)
             made.append(target)
     yield work / "matrix.yaml"
@@ -135,6 +134,7 @@ def images(tmp_path_factory):
 def publish(matrix: Path, *args, creds=True, docker_config: Path | None = None, popen=False):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUNLUN_REGISTRY_")}
     env["KUNLUN_MATRIX"] = str(matrix)
+    env["KUNLUN_NAMESPACE"] = ""         # the copy's own namespace, not an override of it
     if creds:
         env.update(KUNLUN_REGISTRY_USER=USER, KUNLUN_REGISTRY_PASSWORD=PASSWORD)
     if docker_config:

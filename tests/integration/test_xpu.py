@@ -30,7 +30,7 @@ import yaml
 from kunlun_bundle import build, chain, devices, lock, matrix, naming, render, run
 from kunlun_bundle.errors import HashMismatchError
 
-from .helpers import ROOT, docker, invoke
+from .helpers import ROOT, docker, image, invoke
 
 pytestmark = [pytest.mark.docker,
               pytest.mark.skipif(os.geteuid() != 0, reason="mknod and device mapping need root")]
@@ -45,6 +45,12 @@ def stand_in_cards(root: Path, cards=(0, 1)) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def resnet50(build) -> str:
+    build("resnet50")
+    return image("resnet50")
+
+
 @pytest.fixture
 def cards(tmp_path, monkeypatch) -> Path:
     root = stand_in_cards(tmp_path / "dev", cards=(0, 1, 2))
@@ -54,7 +60,7 @@ def cards(tmp_path, monkeypatch) -> Path:
 
 # --- devices in a real container --------------------------------------------------------------
 
-def test_the_container_sees_exactly_the_cards_asked_and_can_open_them(cards):
+def test_the_container_sees_exactly_the_cards_asked_and_can_open_them(cards, resnet50):
     options = devices.container_options(devices.Cards.discover(cards), [0, 2])
     args = ["run", "--rm", "--network", "none", "--user", "1000:1000", "--entrypoint", "sh"]
     for d in options["devices"]:
@@ -63,14 +69,14 @@ def test_the_container_sees_exactly_the_cards_asked_and_can_open_them(cards):
         args += ["-e", f"{key}={value}"]
     script = ("ls /dev | grep '^xpu' | tr '\\n' ' '; echo; echo $XPU_VISIBLE_DEVICES $FLAGS_selected_xpus; "
               "for n in /dev/xpu0 /dev/xpu2 /dev/xpuctrl; do : < $n && : > $n && echo opened $n; done; id -u")
-    out = docker(*args, "kunlun/resnet50", "-c", script).stdout.splitlines()
+    out = docker(*args, resnet50, "-c", script).stdout.splitlines()
     assert out[0].split() == ["xpu0", "xpu2", "xpuctrl"]       # not xpu1
     assert out[1] == "0,2 0,1"
     assert out[2:5] == ["opened /dev/xpu0", "opened /dev/xpu2", "opened /dev/xpuctrl"]
     assert out[5] == "1000"                                   # as the non-root user
 
 
-def test_invoke_run_maps_cards_unprivileged_and_a_cpu_image_refuses_them(cards):
+def test_invoke_run_maps_cards_unprivileged_and_a_cpu_image_refuses_them(cards, resnet50):
     """`invoke run --xpus`: the CPU image sees the stand-in cards and stops with the fix."""
     result = invoke("run", "resnet50", "--xpus", "0,1", "--", "--steps", "1", check=False,
                     env={"KUNLUN_DEV_ROOT": str(cards)})
@@ -80,7 +86,7 @@ def test_invoke_run_maps_cards_unprivileged_and_a_cpu_image_refuses_them(cards):
     assert "--flavour xpu" in output and "Traceback" not in output
 
 
-def test_a_card_that_is_not_there_is_named_with_the_ones_that_are(cards):
+def test_a_card_that_is_not_there_is_named_with_the_ones_that_are(cards, resnet50):
     result = invoke("run", "resnet50", "--xpus", "5", check=False, env={"KUNLUN_DEV_ROOT": str(cards)})
     assert result.returncode == 3
     assert "no card xpu5 on this host" in result.stderr and "cards present: xpu0, xpu1, xpu2" in result.stderr
@@ -93,11 +99,11 @@ def test_the_run_options_never_ask_for_privileges(cards, matrix):
     assert len(options["devices"]) == 4
 
 
-def test_without_cards_the_cpu_image_trains_with_a_notice():
-    result = docker("run", "--rm", "--network", "none", "kunlun/resnet50", "--steps", "1",
+def test_without_cards_the_cpu_image_trains_with_a_notice(resnet50):
+    result = docker("run", "--rm", "--network", "none", resnet50, "--steps", "1",
                     "-o", "Global.image_size=64")
     assert "[resnet50] no Kunlun XPU visible: training on CPU" in result.stdout
-    fails = docker("run", "--rm", "--network", "none", "kunlun/resnet50", "--steps", "1", "--require-xpu", check=False)
+    fails = docker("run", "--rm", "--network", "none", resnet50, "--steps", "1", "--require-xpu", check=False)
     assert fails.returncode == 2 and "--require-xpu: no Kunlun XPU visible" in fails.stderr
 
 
