@@ -72,8 +72,8 @@ def list_(c):
         flavours = [f for f in m.flavours if m.model_archs(name, f)]
         archs = model.archs + [f"not {arch}: {why}" for arch, why in model.excluded.items()]
         rows.append([name, f"{model.suite} {suite.version}", state, "\n".join(archs),
-                     ", ".join(flavours), "\n".join(tags) or "-"])
-    ui.table(["model", "suite", "state", "archs", "flavours", "image tags"], rows)
+                     ", ".join(flavours), "\n".join(model.recipes) or "-", "\n".join(tags) or "-"])
+    ui.table(["model", "suite", "state", "archs", "flavours", "recipes (first: default)", "image tags"], rows)
     rows = []
     for name, f in m.flavours.items():
         state = "ready" if f.status is matrix.Status.ready else f"planned: {f.reason or ''}".rstrip(": ")
@@ -192,7 +192,7 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
     """Train MODEL in its container. Arguments after `--` go to the entrypoint (try `-- --help`)."""
     m = matrix.load(MATRIX)
     [cell] = _cells(m, arch, [model], flavour)[:1]
-    args = (["--devices", str(devices)] if devices else []) + _extra_args()
+    args = _extra_args() + (["--devices", str(devices)] if devices else [])   # after a command (eval ...)
     if nodes:
         code = multinode.run_job(cell, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
     else:

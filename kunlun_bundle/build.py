@@ -37,11 +37,13 @@ BASE_INPUTS_LABEL = "io.kunlun.base.inputs.sha256"
 
 
 def recipe_json(m: Matrix, model: str) -> bytes:
-    """The model's default recipe as the entrypoint reads it (/opt/kunlun/recipe.json)."""
+    """The model's recipes as the entrypoint reads them (/opt/kunlun/recipe.json, see
+    entrypoints/kunlun_train/recipe.py): named recipes in the matrix's order (the first is the
+    default) and the smoke overrides."""
     spec = m.models[model]
     recipe = {"Bundle": {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite},
-              **spec.recipe}
-    return (json.dumps(recipe, indent=2, sort_keys=True) + "\n").encode()
+              "recipes": m.recipes(model), "smoke": spec.smoke}
+    return (json.dumps(recipe, indent=2) + "\n").encode()
 
 
 def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:

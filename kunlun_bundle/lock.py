@@ -121,13 +121,18 @@ def inputs(m: Matrix, layer: Layer, root: Path = Path(".")) -> dict:
             values.update(wheel=wheel.model_dump(), dependencies_of=flavour.dependencies_of)
         if flavour.index:
             values.update(index=flavour.index)
+        if flavour.no_deps:
+            values.update(no_deps=list(flavour.no_deps))
         return values
     if layer.kind == "suite":
         suite = m.suites[layer.name]
         parent = LockFile.read(root / layer.parent.lock)
+        # The framework's pins fix what the suite's requirements resolve against; its no_deps packages
+        # are left out (resolved with dependencies they would drag in what the framework never installs).
+        alone = {canonicalize_name(p.split("==")[0]) for p in flavour.no_deps}
         values = {"cell": layer.cell, "target": Target.of(m, layer).__dict__,
                   "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
-                  "framework": sorted(parent.pins())}
+                  "framework": sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)}
         if suite.no_deps:   # only then: the other suites' inputs (and lock hashes) stay as they were
             values.update(no_deps=list(suite.no_deps), build_tools=list(BUILD_TOOLS))
         return values
@@ -206,7 +211,9 @@ def resolve(m: Matrix, layer: Layer, root: Path = Path(".")) -> LockFile:
         wheels = direct_wheel(values, target)
     elif layer.kind == "paddle":
         wheels = pip_resolve(values["requirements"], target, index=values.get("index"))
-    else:
+    if layer.kind == "paddle" and values.get("no_deps"):
+        wheels += pip_resolve(values["no_deps"], target, no_deps=True)
+    elif layer.kind == "suite":
         # The suite's own pins are stale or conflicting, so it is resolved alone (no deps) and what it
         # imports is resolved with the framework's pins fixed; the framework's wheels are not repeated.
         framework = {canonicalize_name(p.split("==")[0]) for p in values["framework"]}

@@ -56,11 +56,11 @@ def test_ranks_get_disjoint_shards_and_different_seeds():
 def test_one_worker_trains_without_the_launcher(monkeypatch, tmp_path):
     """--devices 1 (or none) trains in this process; the launcher is only for two or more."""
     recipe = tmp_path / "recipe.json"
-    recipe.write_text('{"Bundle": {"task": "classification"}, "Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}')
+    recipe.write_text('{"Bundle": {"task": "classification"}, "recipes": {"r": {"Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}}}')
     monkeypatch.setenv("KUNLUN_RECIPE", str(recipe))
     launched, trained = [], []
     monkeypatch.setattr(cli, "launch", lambda *a: launched.append(a) or 0)
-    monkeypatch.setattr(cli, "train", lambda *a: trained.append(a) or 0)
+    monkeypatch.setattr(cli, "run", lambda *a: trained.append(a) or 0)
     cli.main(["--devices", "1"])
     assert trained and not launched
     cli.main(["--devices", "2", "--threads", "2"])
@@ -99,7 +99,7 @@ def test_launcher_options_are_not_passed_on_to_the_workers():
 
 def test_the_rank_can_come_from_a_kubernetes_indexed_job(monkeypatch, tmp_path):
     recipe = tmp_path / "recipe.json"
-    recipe.write_text('{"Bundle": {"task": "classification"}, "Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}')
+    recipe.write_text('{"Bundle": {"task": "classification"}, "recipes": {"r": {"Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}}}')
     monkeypatch.setenv("KUNLUN_RECIPE", str(recipe))
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
     monkeypatch.setenv("KUNLUN_NNODES", "2")

@@ -10,7 +10,7 @@ import pytest
 from kunlun_bundle import build, lock
 from kunlun_train import cli
 from kunlun_train.errors import TrainError
-from kunlun_train.trainers import TASKS, task
+from kunlun_train.tasks import TASKS, spec as task
 from kunlun_train.trainers.replay import EpsilonGreedy, ReplayMemory, no_dataset, positive
 from tests.patching import patched_wheel
 

@@ -158,3 +158,13 @@ def mean(value: float, world: World) -> float:
     t = paddle.to_tensor([value], dtype="float32")
     dist.all_reduce(t)
     return float(t) / world.size
+
+
+def gather(value, world: World) -> list:
+    """Every rank's `value` (anything picklable), in rank order; [value] in a single process."""
+    if not world.distributed:
+        return [value]
+    import paddle.distributed as dist
+    out: list = []
+    dist.all_gather_object(out, value)
+    return out

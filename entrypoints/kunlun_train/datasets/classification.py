@@ -37,3 +37,11 @@ def classification_list(root: str | Path, list_file: str, class_num: int) -> lis
     if not samples:
         raise TrainError(f"{path}: no samples; expected lines like {LIST_EXAMPLE}")
     return samples
+
+
+def optional_list(root: str | Path, list_file: str | None, class_num: int) -> list[Sample] | None:
+    """The validation list when the dataset has one (val_list.txt), else None: training goes on
+    without evaluation."""
+    if not list_file or not (Path(root) / list_file).is_file():
+        return None
+    return classification_list(root, list_file, class_num)
