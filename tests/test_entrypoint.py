@@ -278,3 +278,20 @@ def test_other_ranks_say_which_rank_they_are():
     summary = log.summary()
     assert out.getvalue().startswith("[resnet50 rank 1] step 1/2 | loss 6.900000")
     assert summary["event"] == "rank summary" and summary["rank"] == 1 and summary["model"] == "resnet50"
+
+
+# --- a read-only root filesystem (docker run --read-only) -------------------------------------
+
+def test_a_read_only_home_moves_temp_files_and_caches_to_shm(tmp_path, monkeypatch):
+    home = "/home/kunlun"
+    env = {"HOME": home, "XDG_CACHE_HOME": f"{home}/.cache", "PPNLP_HOME": f"{home}/.paddlenlp"}
+    monkeypatch.setattr("tempfile.tempdir", None)
+    notice = resources.writable_scratch(env, fallback=str(tmp_path / "shm"), writable=lambda path: False)
+    assert "read-only root filesystem" in notice
+    assert env["HOME"] == str(tmp_path / "shm/home") and env["XDG_CACHE_HOME"] == str(tmp_path / "shm/home/.cache")
+    assert env["PPNLP_HOME"] == str(tmp_path / "shm/home/.paddlenlp") and env["TMPDIR"] == str(tmp_path / "shm/tmp")
+
+
+def test_a_writable_home_is_left_alone(tmp_path):
+    env = {"HOME": str(tmp_path)}
+    assert resources.writable_scratch(env, fallback=str(tmp_path / "shm")) is None and env == {"HOME": str(tmp_path)}

@@ -106,3 +106,35 @@ def test_the_rank_can_come_from_a_kubernetes_indexed_job(monkeypatch, tmp_path):
     monkeypatch.setenv("KUNLUN_MASTER", "job-0.job:8090")
     args, _ = cli.prepare([])
     assert args.nodes == parallel.Nodes(2, "job-0.job:8090", 1)
+
+
+# --- the collectives' network interface (gloo on CPU, BKCL on Kunlun cards) -------------------
+
+def test_one_node_talks_over_loopback():
+    assert parallel.collective_env(None, env={}) == {"GLOO_SOCKET_IFNAME": "lo", "BKCL_SOCKET_IFNAME": "lo"}
+
+
+def test_several_nodes_use_the_interface_that_routes_to_the_master():
+    """Not docker0 or a veth that happens to be listed first: the one with this node's address towards the master."""
+    nodes = parallel.Nodes(2, "job-0.job:8090", 1)
+    found = parallel.collective_env(nodes, env={}, find_interfaces=lambda: {"lo": "127.0.0.1", "docker0": "172.17.0.1",
+                                                                            "eth0": "10.2.3.4"},
+                                    find_source=lambda host, port: "10.2.3.4")
+    assert found == {"GLOO_SOCKET_IFNAME": "eth0", "BKCL_SOCKET_IFNAME": "eth0"}
+
+
+def test_an_interface_the_user_set_wins():
+    assert parallel.collective_env(None, env={"GLOO_SOCKET_IFNAME": "ib0", "BKCL_SOCKET_IFNAME": "ib0"}) == {}
+    assert parallel.collective_env(None, env={"BKCL_SOCKET_IFNAME": "ib0"}) == {"GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_no_interface_with_the_route_source_is_a_clear_error():
+    nodes = parallel.Nodes(2, "job-0.job:8090", 1)
+    with pytest.raises(TrainError, match="no interface has 10.9.9.9.*set GLOO_SOCKET_IFNAME"):
+        parallel.collective_env(nodes, env={}, find_interfaces=lambda: {"lo": "127.0.0.1"},
+                                find_source=lambda host, port: "10.9.9.9")
+
+
+def test_this_hosts_interfaces_and_route_are_read():
+    assert parallel.interfaces().get("lo") == "127.0.0.1"
+    assert parallel.route_source("127.0.0.1", 9) == "127.0.0.1"

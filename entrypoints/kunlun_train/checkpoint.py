@@ -55,3 +55,14 @@ def recipe_of(weights: str | Path | None) -> dict | None:
     if not weights or not (Path(weights) / "state.json").is_file():
         return None
     return state(Path(weights)).get("recipe")
+
+
+def prune(output: str | Path, keep: int | None) -> list[Path]:
+    """Remove all but the newest `keep` ckpt-* directories (best/ is never touched); returns the removed."""
+    if not keep:
+        return []
+    found = sorted((int(m.group(1)), d) for d in Path(output).glob("ckpt-*") if (m := PATTERN.match(d.name)))
+    removed = [d for _, d in found[:-keep]]
+    for d in removed:
+        shutil.rmtree(d, ignore_errors=True)
+    return removed

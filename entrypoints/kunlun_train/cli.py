@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -92,6 +93,11 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argp
     train.add_argument("--epochs", type=float, help="train this many epochs of the data (the schedule is fitted to "
                        "them). Default: the recipe's Global.epochs, or its smoke steps without --data")
     train.add_argument("--save-every", type=int, default=0, metavar="N", help="also save a checkpoint every N steps")
+    train.add_argument("--save-minutes", type=float, default=10.0, metavar="M",
+                       help="also save a checkpoint when M minutes have passed since the last one (default 10; 0: off)")
+    train.add_argument("--keep", type=int, default=5, metavar="K",
+                       help="keep the newest K ckpt-* directories, remove older ones (default 5; 0: keep all; "
+                            "best/ is always kept)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     train.add_argument("--eval-every", metavar="N|Ne", help="evaluate on the validation split every N steps, or every "
                        "N epochs with Ne (default: the recipe's Global.eval_interval epochs when the data has one)")
@@ -233,12 +239,25 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
     print(f"[{model}] launching {len(devices)} data-parallel worker(s){where} (devices {','.join(devices)}, "
           f"{per_worker} threads each); worker logs in {log_dir}", flush=True)
     env = parallel.launcher_env()
-    if not args.nodes:
-        # One node: the workers talk over loopback. With --network none the container's own
-        # hostname does not resolve, which is where gloo would look for its interface otherwise.
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    chosen = parallel.collective_env(args.nodes)   # loopback on one node, the route to the master on several
+    env.update(chosen)
+    if chosen:
+        print(f"[{model}] collectives on {next(iter(chosen.values()))} ({', '.join(chosen)})", flush=True)
     command = parallel.launch_command(devices, worker_args, log_dir, args.choice.kind, args.nodes)
-    code = subprocess.run(command, env=env).returncode
+    launcher = subprocess.Popen(command, env=env)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        # docker stop signals only this process: pass it on, the launcher passes it to the workers,
+        # which finish their step, save and exit.
+        received.append(signum)
+        launcher.send_signal(signum)
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, forward)
+    code = launcher.wait()
+    if received:
+        print(f"[{model}] stopped by {signal.Signals(received[0]).name}; worker logs in {log_dir}", flush=True)
+        return 128 + received[0]
     if code != 0:
         for log in sorted(Path(log_dir).glob("workerlog.*")):
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]
@@ -292,6 +311,8 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
         engine.export(engine.model(args.weights, strict=True), Path(args.to))
         return 0
     summary = engine.train(started)
+    if engine.stop_signal:
+        return 128 + engine.stop_signal        # 143 for SIGTERM, as a process killed by it
     return 0 if summary["loss_finite"] else 3
 
 
@@ -299,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         argv = sys.argv[1:] if argv is None else argv
+        scratch = resources.writable_scratch()   # before anything imports Paddle
         args, recipe = prepare(argv)
+        if scratch and not parallel.World.from_env().distributed:
+            print(f"[{recipe['Bundle'].get('model', 'model')}] {scratch}", flush=True)
         if args.print_recipe:
             print(json.dumps(args.recipe_view, indent=2, sort_keys=True))
             return 0

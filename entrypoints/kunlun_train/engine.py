@@ -138,8 +138,9 @@ class MetricsLog:
     """With --output: metrics.jsonl (one JSON object per logged step and evaluation) and the same
     scalars for VisualDL, the dashboard the suites write to, when it is installed."""
 
-    def __init__(self, output: str | None, enabled: bool):
+    def __init__(self, output: str | None, enabled: bool, started: float | None = None):
         self.file = self.vdl = None
+        self.started = time.monotonic() if started is None else started
         if not (output and enabled):
             return
         Path(output).mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,8 @@ class MetricsLog:
 
     def write(self, event: str, step: int, values: dict) -> None:
         if self.file:
-            self.file.write(json.dumps({"event": event, "step": step, **values}) + "\n")
+            elapsed = round(time.monotonic() - self.started, 3)   # seconds since the process started
+            self.file.write(json.dumps({"event": event, "step": step, "time": elapsed, **values}) + "\n")
             self.file.flush()
         if self.vdl:
             for key, value in values.items():
@@ -190,6 +192,10 @@ class Engine:
         return max(0, min(cap, max(1, int(self.recipe["Global"]["threads"]) // 2)))
 
     def _worker_init(self, worker_id: int) -> None:
+        # A stop signal is the trainer's to handle (finish the step, save): a loader worker that died
+        # of it would fail the step in progress.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Each worker process starts from a copy of the parent's random state: give every worker,
         # rank and epoch its own stream, or the workers would draw the same crops and flips.
         seed = int(self.recipe["Global"].get("seed", 0)) + 7919 * self.epoch + 104729 * self.world.rank + worker_id
@@ -246,9 +252,13 @@ class Engine:
         return {**result, "samples": len(dataset), "seconds": round(seconds, 3)}
 
     def _batches(self, loader):
-        """The loader's batches; a worker's TrainError (a corrupt image) ends the run with its own message."""
+        """The loader's batches; a worker's TrainError (a corrupt image) ends the run with its own message.
+        Leaving early (a stop signal, the last step) shuts the worker processes down at once: the
+        iterator's own thread keeps it alive, and the workers ignore SIGTERM (see _worker_init), so
+        they would otherwise outlive the step and hold the exit up."""
+        iterator = iter(loader)
         try:
-            yield from loader
+            yield from iterator
         except TrainError:
             raise
         except Exception as exc:
@@ -257,12 +267,29 @@ class Engine:
             if found:
                 raise TrainError(found.split("TrainError: ", 1)[-1]) from None
             raise
+        finally:
+            shutdown = getattr(iterator, "_try_shutdown_all", None)   # paddle.io's multi-process iterator
+            if shutdown:
+                shutdown()
 
     # --- training --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is None:
+            self.say(f"{signal.Signals(signum).name} received: stopping after the step in progress"
+                     + (", then saving a checkpoint" if self.args.output else ""))
         self.stop_signal = signum
 
     def train(self, started: float) -> dict:
+        """Train; SIGTERM or SIGINT (docker stop, preemption, Ctrl-C) ends the run after the step in
+        progress, with a checkpoint when --output is set: --resume then continues at the next step."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._train(started)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _train(self, started: float) -> dict:
         args, world, task = self.args, self.world, self.task
         train_set, eval_set = task.datasets()
         global_batch = self.batch * world.size
@@ -297,12 +324,11 @@ class Engine:
         self.say(f"schedule: {plan.describe()}" + (f"; evaluation every {eval_every} steps" if eval_every else ""))
         log = StepLog(self.model_name, task.unit, self.device, started=started,
                       rank=None if world.leader else world.rank)
-        metrics = MetricsLog(args.output, world.leader)
+        metrics = MetricsLog(args.output, world.leader, started)
         loader = self.loader(train_set, train=True)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        step, last_eval, saved = done, None, None
+        step, last_eval, saved, stopped, last_save = done, None, None, False, time.monotonic()
         try:
-            while step < total and self.stop_signal is None:
+            while step < total and not stopped and self.stop_signal is None:
                 self.epoch = step // per_epoch
                 loader.batch_sampler.set_epoch(self.epoch)
                 loader.batch_sampler.skip = step % per_epoch
@@ -312,29 +338,33 @@ class Engine:
                     loss = task.train_step(wrapped, batch, optim)
                     lr.step()
                     step += 1
-                    value = parallel.mean(float(loss), world)
+                    # Every rank agrees on the loss and on stopping, so all stop after the same step.
+                    value, stopped = parallel.agree(float(loss), self.stop_signal is not None, world)
                     seconds = time.perf_counter() - tick
                     samples = task.samples(batch) * world.size
                     log.step(step, total, value, seconds, samples, lr=rate, epoch=self.epoch + 1)
                     metrics.write("train", step, {"epoch": self.epoch + 1, "loss": value, "lr": rate,
                                                   "throughput": samples / seconds if seconds else None})
-                    if eval_every and (step % eval_every == 0 or step == total):
-                        last_eval = self.evaluate(wrapped, eval_set, step)
-                        metrics.write("eval", step, last_eval)
-                        if best is None or last_eval[task.primary] > best["value"]:
-                            best = {"metric": task.primary, "value": last_eval[task.primary], "step": step}
-                            self._save(model, optim, step, best, name="best")
-                    if args.output and args.save_every and step % args.save_every == 0 and step != total:
-                        saved = self._save(model, optim, step, best)
-                    if step >= total or self.stop_signal is not None:
+                    if stopped or step >= total:
                         break
+                    if eval_every and step % eval_every == 0:
+                        last_eval, best = self._evaluate_and_keep_best(wrapped, model, optim, eval_set, step, best, metrics)
+                    if args.output and (args.save_every and step % args.save_every == 0
+                                        or args.save_minutes and time.monotonic() - last_save >= 60 * args.save_minutes):
+                        saved, last_save = self._save(model, optim, step, best), time.monotonic()
                     tick = time.perf_counter()
+            if eval_every and step == total and step > done and not stopped:
+                last_eval, best = self._evaluate_and_keep_best(wrapped, model, optim, eval_set, step, best, metrics)
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             metrics.close()
         if args.output and step > done:
             saved = self._save(model, optim, step, best)
+        if stopped or self.stop_signal is not None:
+            signum = self.stop_signal or signal.SIGTERM
+            self.say(f"stopped by {signal.Signals(signum).name} after step {step}"
+                     + (f"; checkpoint {saved}: --resume continues at step {step + 1}" if saved else
+                        " (no --output: nothing saved)"))
+            self.stop_signal = signum
         if args.export and world.leader:
             self.export(model, Path(args.export))
         summary = {"checkpoint": str(saved) if saved else None, "metric": last_eval, "best": best,
@@ -343,6 +373,15 @@ class Engine:
                            data=task.describe_data(), recipe=self.recipe["Bundle"].get("recipe"), **summary,
                            stopped_by=signal.Signals(self.stop_signal).name if self.stop_signal else None,
                            paddle=paddle.__version__, machine=platform.machine(), peak_rss_mb=resources.peak_rss_mb())
+
+    def _evaluate_and_keep_best(self, wrapped, model, optim, eval_set, step: int, best, metrics):
+        result = self.evaluate(wrapped, eval_set, step)
+        metrics.write("eval", step, result)
+        primary = self.task.primary
+        if best is None or result[primary] > best["value"]:
+            best = {"metric": primary, "value": result[primary], "step": step}
+            self._save(model, optim, step, best, name="best")
+        return result, best
 
     def _eval_every(self, per_epoch: int, eval_set) -> int:
         """Steps between evaluations: --eval-every (N steps, or Ne for N epochs), else the recipe's
@@ -375,7 +414,9 @@ class Engine:
         state = {"model": self.model_name, "recipe": self.recipe, "workers": self.world.size, "best": best}
         if name:
             return checkpoint.save_as(self.args.output, name, write, {**state, "step": step})
-        return checkpoint.save(self.args.output, step, write, state)
+        saved = checkpoint.save(self.args.output, step, write, state)
+        checkpoint.prune(self.args.output, self.args.keep)
+        return saved
 
     # --- evaluate / export without training ----------------------------------------------------------
     def evaluate_only(self, weights: str, predictions: str | None, started: float) -> dict:
