@@ -295,3 +295,13 @@ def test_a_read_only_home_moves_temp_files_and_caches_to_shm(tmp_path, monkeypat
 def test_a_writable_home_is_left_alone(tmp_path):
     env = {"HOME": str(tmp_path)}
     assert resources.writable_scratch(env, fallback=str(tmp_path / "shm")) is None and env == {"HOME": str(tmp_path)}
+
+
+# --- the environment stamp (`check`) -----------------------------------------------------------
+
+def test_the_check_names_each_device_node_and_whether_it_opens(tmp_path):
+    from kunlun_train import check
+    (tmp_path / "xpu0").write_bytes(b"")          # a stand-in node: a file this user can open
+    (tmp_path / "xpuctrl").write_bytes(b"")
+    (tmp_path / "null").write_bytes(b"")          # not a Kunlun node
+    assert check.nodes(tmp_path) == {str(tmp_path / "xpu0"): "rw", str(tmp_path / "xpuctrl"): "rw"}

@@ -22,6 +22,8 @@ COMMANDS = {
     "eval": "evaluate weights (a checkpoint or .pdparams) on the dataset's validation split",
     "export": "write a Paddle inference model (inference.json + .pdiparams + inference.yml) from weights",
     "predict": "run an exported inference model with paddle.inference on images, files or a directory",
+    "check": "print this container's environment stamp (Paddle build, XPU runtime and driver, device nodes, "
+             "visible cards) and run paddle.utils.run_check()",
 }
 RECIPE_FILE = "/opt/kunlun/recipe.json"
 
@@ -126,6 +128,10 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argp
     predict.add_argument("--labels", metavar="FILE", help="label names: '<id> <name>' or one name per line")
     predict.add_argument("--topk", type=int, default=None, metavar="K", help="how many classes to show")
     predict.add_argument("--save", metavar="FILE", help="also write the results as JSON lines")
+
+    check = sub.add_parser("check", help=COMMANDS["check"], description=COMMANDS["check"])
+    _common(check, names)
+    _dirs(check, argparse.SUPPRESS, argparse.SUPPRESS)
     return p
 
 
@@ -212,6 +218,7 @@ _IMPORT_NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS 
 
 
 def import_paddle():
+    os.environ.setdefault("GLOG_minloglevel", "1")   # Paddle's C++ warnings stay, its info lines go
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
     captured = io.StringIO()
@@ -291,6 +298,9 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     if args.choice.notice and args.command != "predict":
         say(args.choice.notice)
     say(f"device {device} ({args.threads_reason}); Paddle {paddle.__version__}; recipe {args.recipe_name}")
+    if args.command == "check":
+        from . import check
+        return check.run(paddle, say)
     task_class = adapter(recipe["Bundle"].get("task", "classification"))
     if args.command == "predict":
         from . import predict
@@ -328,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(args.recipe_view, indent=2, sort_keys=True))
             return 0
         if (len(args.device_ids) > 1 or args.nodes) and not parallel.World.from_env().distributed:
-            if args.command in ("export", "predict"):
+            if args.command in ("export", "predict", "check"):
                 raise TrainError(f"--devices/--nnodes: `{args.command}` runs in one process")
             return launch(args, recipe, argv)
         return run(args, recipe, started)

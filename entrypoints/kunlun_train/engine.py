@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from . import checkpoint, parallel, resources, schedule, shm
+from . import check, checkpoint, parallel, resources, schedule, shm
 from .errors import TrainError
 from .steplog import StepLog
 
@@ -372,7 +372,8 @@ class Engine:
         return log.summary(batch_size=global_batch, threads=self.recipe["Global"]["threads"], workers=world.size,
                            data=task.describe_data(), recipe=self.recipe["Bundle"].get("recipe"), **summary,
                            stopped_by=signal.Signals(self.stop_signal).name if self.stop_signal else None,
-                           paddle=paddle.__version__, machine=platform.machine(), peak_rss_mb=resources.peak_rss_mb())
+                           paddle=paddle.__version__, machine=platform.machine(), peak_rss_mb=resources.peak_rss_mb(),
+                           environment=check.stamp(paddle))
 
     def _evaluate_and_keep_best(self, wrapped, model, optim, eval_set, step: int, best, metrics):
         result = self.evaluate(wrapped, eval_set, step)
