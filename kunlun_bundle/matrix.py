@@ -371,6 +371,54 @@ def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, 
     return problems
 
 
+def _recipe_problems(m: Matrix) -> list[tuple[tuple, str]]:
+    """Each model's recipes (with the task's shared keys and the smoke overrides, as the image has them)
+    against the task's recipe schema, the one the image checks -o overrides with. A problem is
+    reported where the key is written: the model's recipe, its smoke, or the task's shared recipe."""
+    problems = []
+    for name, model in m.models.items():
+        if model.task not in m.tasks:
+            continue
+        shared = m.tasks[model.task].recipe
+        for recipe_name, recipe in model.recipes.items():
+            # as run with a dataset, and as the smoke run (its overrides on top)
+            merged = _merge(shared, recipe)
+            as_written = recipe_schema().problems(merged, model.task)
+            smoked = [(at, why) for at, why in recipe_schema().problems(_merge(merged, model.smoke), model.task)
+                      if _has(model.smoke, at)]
+            for at, message in dict.fromkeys(as_written + smoked):
+                if (at, message) in smoked:
+                    where = ("models", name, "smoke", *at)
+                elif _has(recipe, at):
+                    where = ("models", name, "recipes", recipe_name, *at)
+                else:
+                    where = ("tasks", model.task, "recipe", *at)
+                problems.append((where, message))
+    return list(dict.fromkeys(problems))   # a shared key's problem once, not once per model
+
+
+def _has(tree: dict, at: tuple) -> bool:
+    for part in at:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def recipe_schema():
+    """The recipe schema the images use (entrypoints/kunlun_train/schema.py), loaded by path."""
+    import importlib.util
+    import sys
+    name = "kunlun_train_recipe_schema"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "entrypoints" / "kunlun_train" / "schema.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def patch_path(suite: str, patch: str) -> Path:
     """Where a suite's patch file lives, relative to the matrix file."""
     return Path("patches") / suite / patch
@@ -426,6 +474,7 @@ def load(path: str | Path = "matrix.yaml") -> Matrix:
         problems += _schema_problems(exc)
     if matrix is not None:
         problems += _reference_problems(matrix, path.parent)
+        problems += _recipe_problems(matrix)
     if problems:
         lines = []
         for at, message in problems:

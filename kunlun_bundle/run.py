@@ -23,7 +23,19 @@ def _output_dir(path: str) -> Path:
     if os.getuid() == 0 and created:
         # Root on the host, non-root in the container: hand a directory we created to that user.
         os.chown(out, layout.USER.uid, layout.USER.uid)
+    elif os.getuid() == 0 and not _writable_by(out, layout.USER.uid):
+        raise RunError(f"--output {path}: not writable by the container's user (uid {layout.USER.uid})",
+                       hint=f"`sudo chown {layout.USER.uid} {out}`, or give a directory that does not exist yet "
+                            "(it is created for that user)")
     return out
+
+
+def _writable_by(directory: Path, uid: int) -> bool:
+    """Whether `uid` (no supplementary groups assumed) may create files in `directory`."""
+    st = directory.stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o200)
+    return bool(st.st_mode & 0o002) or (st.st_gid == uid and bool(st.st_mode & 0o020))
 
 
 def container_options(layer: Layer, data: Optional[str], output: Optional[str], args: list[str],

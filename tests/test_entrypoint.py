@@ -1,8 +1,10 @@
 """The in-image entrypoint's logic, run on the host without Paddle or Docker: arguments,
 recipes and overrides, CPU detection, dataset validation, the log format, checkpoints."""
 import io
-import sys
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +12,8 @@ from kunlun_train import checkpoint, cli, recipe, resources
 from kunlun_train.datasets import classification as datasets
 from kunlun_train.errors import TrainError
 from kunlun_train.steplog import StepLog
+
+from tests.sample_data.classification import flowers as flowers_dataset
 
 RECIPE = {"Global": {"steps": None, "epochs": 120, "image_size": 224, "seed": 42},
           "Arch": {"name": "ResNet50", "class_num": 1000},
@@ -63,7 +67,7 @@ def test_without_data_the_smoke_overrides_apply(recipe_file):
 
 
 def test_with_data_the_recipe_runs_as_written(recipe_file, tmp_path):
-    _, effective = cli.prepare(["--data", str(tmp_path), "--threads", "1"])
+    _, effective = cli.prepare(["--data", str(flowers_dataset(tmp_path, classes=3)), "--threads", "1"])
     assert effective["Global"]["steps"] is None and effective["DataLoader"]["batch_size"] == 64
 
 
@@ -85,6 +89,7 @@ def test_eval_of_a_checkpoint_uses_the_recipe_it_was_trained_with(recipe_file, t
     trained = {**RECIPE, "Arch": {"name": "ResNet50", "class_num": 4}, "Bundle": {"recipe": "flowers102-finetune"}}
     (tmp_path / "best").mkdir()
     (tmp_path / "best/state.json").write_text(json.dumps({"step": 60, "recipe": trained}))
+    (tmp_path / "val_list.txt").write_text("best/state.json 3\n")   # any file: the list is what is checked
     args, effective = cli.prepare(["eval", "--weights", str(tmp_path / "best"), "--data", str(tmp_path), "--threads", "1"])
     assert args.command == "eval" and effective["Arch"]["class_num"] == 4
     assert args.recipe_name == "flowers102-finetune"
@@ -305,3 +310,15 @@ def test_the_check_names_each_device_node_and_whether_it_opens(tmp_path):
     (tmp_path / "xpuctrl").write_bytes(b"")
     (tmp_path / "null").write_bytes(b"")          # not a Kunlun node
     assert check.nodes(tmp_path) == {str(tmp_path / "xpu0"): "rw", str(tmp_path / "xpuctrl"): "rw"}
+
+
+def test_a_bad_dataset_fails_before_paddle_is_imported(recipe_file, tmp_path, root):
+    """The lists are read in prepare(), which imports no Paddle: the error comes in a second."""
+    data = flowers_dataset(tmp_path, classes=3)
+    (data / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/image_00002.png 9999\n")
+    script = ("import sys; from kunlun_train import cli; code = cli.main(['--data', sys.argv[1], '--threads', '1']); "
+              "print(code, 'paddle' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(data)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root / "entrypoints")})
+    assert result.stdout.split() == ["2", "False"]                 # exit 2, and Paddle never imported
+    assert "train_list.txt:2: label 9999 outside 0..999" in result.stderr

@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import checkpoint, parallel, recipe as recipes, resources
+from . import checkpoint, parallel, recipe as recipes, resources, schema
 from .device import choose as choose_device, facts as device_facts
 from .errors import TrainError
 
@@ -191,8 +191,10 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise TrainError(f"--{flag.replace('_', '-')} must be at least {least:g}")
-    if int(effective["DataLoader"]["batch_size"]) < 1:
-        raise TrainError("DataLoader.batch_size must be at least 1")
+    wrong = schema.problems(effective, found.bundle.get("task", "classification"))
+    if wrong:
+        raise TrainError("the recipe has " + "; ".join(f"{'.'.join(map(str, at))}: {why}" for at, why in wrong)
+                         + " (-o KEY=VALUE sets a key; --print-recipe shows them)")
     if getattr(args, "resume", False) and not args.output:
         raise TrainError("--resume needs --output (where the checkpoints are)")
     args.choice = choose_device(device_facts(args.require_xpu))
@@ -209,6 +211,9 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     effective["Global"]["threads"] = threads
     args.threads_reason = why
     args.spec = spec
+    if getattr(args, "data", None) and args.command in ("train", "eval"):
+        from .tasks import check_data
+        check_data(found.bundle.get("task", "classification"), effective, args.data, args.command)   # not after Paddle
     return args, effective
 
 

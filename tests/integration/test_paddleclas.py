@@ -39,7 +39,8 @@ def test_trains_two_steps_on_synthetic_data(built, model):
 @pytest.mark.parametrize("model", MODELS)
 def test_trains_two_steps_on_a_flowers_dataset(built, model, tmp_path):
     data = flowers(tmp_path / "flowers")
-    result = invoke("run", model, "--data", str(data), "--", "--steps", "2", "-o", "Arch.class_num=3", "-o", size(model))
+    result = invoke("run", model, "--data", str(data), "--", "--steps", "2", "--batch-size", "2", "-o", "Arch.class_num=3",
+                    "-o", size(model))
     steps, summary = training(result.stdout)
     assert [s for s, _, _ in steps] == [1, 2] and summary["loss_finite"]
     assert summary["data"] == "4 images from a list file"
@@ -56,7 +57,7 @@ def test_two_cpu_workers_train_data_parallel(built, tmp_path):
     assert [s for s, _, _ in steps] == [1, 2]
     assert summary["workers"] == 2 and summary["batch_size"] == 4 and summary["loss_finite"]
     assert summary["device"].endswith(", 2 workers")
-    assert sorted(p.name for p in out.iterdir()) == ["ckpt-000002"]   # one writer, no clash
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt-000002", "metrics.jsonl", "vdl"]   # one writer, no clash
 
     resumed = invoke("run", "mobilenetv3", "--output", str(out), "--", "--steps", "3", "--resume",
                      "-o", "Global.image_size=64")
@@ -86,7 +87,7 @@ LEARN = ["--recipe", "flowers102-finetune", "--steps", "60", "--batch-size", "16
 def learned(built, tmp_path_factory):
     """MobileNetV3 trained on the learnable set, with its best checkpoint exported at the end."""
     data = learnable(tmp_path_factory.mktemp("colours"))
-    out = tmp_path_factory.mktemp("learned")
+    out = tmp_path_factory.mktemp("learned") / "out"     # created by invoke run, for the container's user
     result = invoke("run", "mobilenetv3", "--data", str(data), "--output", str(out),
                     "--", *LEARN, "--export", "/output/inference")
     return data, out, result.stdout

@@ -133,6 +133,8 @@ class Spec:
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
     engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
+    # datasets/<module>.check(recipe, data): the mounted dataset parsed before Paddle is imported
+    data_check: str | None = None
 
 
 TASKS = {
@@ -140,7 +142,8 @@ TASKS = {
         "classification",
         "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label>' lines "
         "(flowers102 / ImageNet style)",
-        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True),
+        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True,
+        data_check="classification"),
     "segmentation": Spec(
         "segmentation",
         "a directory with train_list.txt: '<image path> <label mask path>' lines, masks single-channel PNGs "
@@ -175,6 +178,13 @@ def spec(name: str) -> Spec:
     if name not in TASKS:
         raise TrainError(f"no trainer for task '{name}' in this image (known: {', '.join(TASKS)})")
     return TASKS[name]
+
+
+def check_data(name: str, recipe: dict, data: str, command: str) -> None:
+    """Parse the mounted dataset with the task's Paddle-free reader (TrainError naming file:line)."""
+    module = spec(name).data_check
+    if module:
+        importlib.import_module(f"{__name__.rsplit('.', 1)[0]}.datasets.{module}").check(recipe, data, command)
 
 
 def adapter(name: str) -> type:

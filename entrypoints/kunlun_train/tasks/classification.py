@@ -8,6 +8,8 @@ with label smoothing), top-k accuracy (`paddle.metric.Accuracy`), DataLoader and
 Ours: the list-file dataset, because the wheel ships no ppcls.data."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import paddle
 
@@ -95,8 +97,9 @@ class Task(BaseTask):
         self.topk = tuple(k for k in topk if k <= self.classes) or (1,)
         self.train_samples = self.eval_samples = None
         loader = recipe["DataLoader"]
-        if data:   # parse the lists now: a bad line fails before Paddle builds anything
-            self.train_samples = lists.classification_list(data, loader["train_list"], self.classes)
+        if data:   # parsed before Paddle was imported (datasets.classification.check): cached, no second parse
+            if (Path(data) / loader["train_list"]).is_file():   # else an evaluation-only dataset
+                self.train_samples = lists.classification_list(data, loader["train_list"], self.classes)
             self.eval_samples = lists.optional_list(data, loader.get("val_list"), self.classes)
 
     # --- data --------------------------------------------------------------------------------
@@ -123,21 +126,21 @@ class Task(BaseTask):
 
     def datasets(self):
         loader = self.recipe["DataLoader"]
-        if self.train_samples is None:
+        if self.data is None:
             seed = int(self.recipe["Global"].get("seed", 0))
             count = int(self.recipe["Global"].get("synthetic_samples", 64))
             return (SyntheticDataset(count, self.size, self.classes, seed),
                     SyntheticDataset(max(1, count // 4), self.size, self.classes, seed + 1))
         root = f"{self.data}/"
-        train = ListDataset(self.train_samples, self.train_ops(), root + loader["train_list"])
+        train = ListDataset(self.train_samples, self.train_ops(), root + loader["train_list"]) if self.train_samples else None
         evaluation = ListDataset(self.eval_samples, self.eval_ops(), root + loader["val_list"]) if self.eval_samples else None
         return train, evaluation
 
     def describe_data(self) -> str:
-        if self.train_samples is None:
+        if self.data is None:
             return "synthetic"
         split = f", {len(self.eval_samples)} for validation" if self.eval_samples else ""
-        return f"{len(self.train_samples)} images from a list file{split}"
+        return f"{len(self.train_samples or [])} images from a list file{split}"
 
     def batch_bytes(self) -> int:
         return int(self.recipe["DataLoader"]["batch_size"]) * 3 * self.size * self.size * 4
