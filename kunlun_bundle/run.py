@@ -30,6 +30,13 @@ def _output_dir(path: str) -> Path:
     return out
 
 
+def _readable_by(directory: Path, uid: int) -> bool:
+    """Whether `uid` may list and enter `directory` (and so read the dataset under it)."""
+    st = directory.stat()
+    bits = 0o500 if st.st_uid == uid else (0o050 if st.st_gid == uid else 0o005)
+    return st.st_mode & bits == bits
+
+
 def _writable_by(directory: Path, uid: int) -> bool:
     """Whether `uid` (no supplementary groups assumed) may create files in `directory`."""
     st = directory.stat()
@@ -47,6 +54,9 @@ def container_options(layer: Layer, data: Optional[str], output: Optional[str], 
         src = Path(data).expanduser().resolve()
         if not src.is_dir():
             raise RunError(f"--data {data}: not a directory")
+        if os.getuid() == 0 and not _readable_by(src, layout.USER.uid):
+            raise RunError(f"--data {data}: not readable by the container's user (uid {layout.USER.uid})",
+                           hint=f"`chmod -R a+rX {src}` (or chown it to {layout.USER.uid})")
         volumes[str(src)] = {"bind": layout.DATA_MOUNT, "mode": "ro"}
         command += ["--data", layout.DATA_MOUNT]
     if output:

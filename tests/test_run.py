@@ -31,3 +31,13 @@ def test_an_existing_directory_the_container_user_cannot_write_is_refused_with_t
 
 def test_the_shared_memory_fits_the_loader_workers(layer, tmp_path):
     assert run.container_options(layer, None, None, [])["shm_size"] == "1g"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can hand over a dataset the container user cannot read")
+def test_a_dataset_the_container_user_cannot_read_is_refused_with_the_fix(layer, tmp_path):
+    private = tmp_path / "data"
+    private.mkdir(mode=0o700)
+    with pytest.raises(RunError) as info:
+        run.container_options(layer, str(private), None, [])
+    assert "not readable by the container's user (uid 1000)" in info.value.message
+    assert f"chmod -R a+rX {private}" in info.value.hint

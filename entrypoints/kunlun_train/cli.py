@@ -350,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except OSError as exc:   # a file the run needs and cannot read or write: the OS's words, one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where} (the container runs as uid {os.getuid()})", file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

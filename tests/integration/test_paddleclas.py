@@ -86,7 +86,7 @@ LEARN = ["--recipe", "flowers102-finetune", "--steps", "60", "--batch-size", "16
 @pytest.fixture(scope="module")
 def learned(built, tmp_path_factory):
     """MobileNetV3 trained on the learnable set, with its best checkpoint exported at the end."""
-    data = learnable(tmp_path_factory.mktemp("colours"))
+    data = learnable(tmp_path_factory.mktemp("colours") / "data")   # mktemp's own directory is private (0700)
     out = tmp_path_factory.mktemp("learned") / "out"     # created by invoke run, for the container's user
     result = invoke("run", "mobilenetv3", "--data", str(data), "--output", str(out),
                     "--", *LEARN, "--export", "/output/inference")
