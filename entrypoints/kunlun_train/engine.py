@@ -234,7 +234,7 @@ class Engine:
         model.train()
         result = metric.merge(parallel.gather(metric.state(), self.world))
         seconds = time.perf_counter() - started
-        unit = self.task.unit.split("/")[0]
+        unit = self.task.eval_unit or self.task.unit.split("/")[0]
         self.say(f"eval step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in result.items())
                  + f" | {len(dataset)} {unit} | {seconds:.1f} s")
         if predictions:
@@ -289,6 +289,7 @@ class Engine:
                 saved["LR_Scheduler"] = lr.state_dict()
                 optim.set_state_dict(saved)
                 task.load_extra(directory)
+                task.load_state(directory)
                 best = checkpoint.state(directory).get("best")
                 self.say(f"resumed from {directory} (step {done})")
         eval_every = self._eval_every(per_epoch, eval_set)
@@ -318,7 +319,9 @@ class Engine:
                     log.step(step, total, value, seconds, samples, lr=rate, epoch=self.epoch + 1)
                     metrics.write("train", step, {"epoch": self.epoch + 1, "loss": value, "lr": rate,
                                                   "throughput": samples / seconds if seconds else None})
-                    if eval_every and (step % eval_every == 0 or step == total):
+                    by_steps = eval_every and (step % eval_every == 0 or step == total)
+                    own = task.eval_due(step) if eval_set is not None else None   # a task's own clock (DQN)
+                    if by_steps or (own is not None and (own or step == total)):
                         last_eval = self.evaluate(wrapped, eval_set, step)
                         metrics.write("eval", step, last_eval)
                         if best is None or last_eval[task.primary] > best["value"]:
@@ -371,6 +374,7 @@ class Engine:
             paddle.save(model.state_dict(), str(directory / "model.pdparams"))
             if name is None:   # best/ is for evaluation and export: weights only
                 paddle.save(optim.state_dict(), str(directory / "model.pdopt"))
+                self.task.save_state(directory)
             self.task.save_extra(directory)
         state = {"model": self.model_name, "recipe": self.recipe, "workers": self.world.size, "best": best}
         if name:

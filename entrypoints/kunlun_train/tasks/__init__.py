@@ -37,6 +37,7 @@ class Task(abc.ABC):
     effective recipe, the mounted dataset directory (None: synthetic data) and the rank's World."""
 
     unit = "images/s"                  # throughput unit of a step: what `samples()` counts
+    eval_unit: str | None = None       # what an evaluation sample is called in the eval line (default: unit's)
     primary = "loss"                   # the metric that picks the best checkpoint (higher is better)
     max_workers: int | None = None     # DataLoader worker processes at most (0: data made in this process)
 
@@ -89,6 +90,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def metric(self) -> Metric: ...
 
+    def eval_due(self, step: int) -> bool | None:
+        """For a task whose evaluation follows a clock of its own (DQN: every N finished training
+        episodes, as PARL's examples): asked after every training step (on every rank, so it may
+        agree with the others through a collective), True to evaluate now; it then also evaluates at
+        the end of the run. None (the default): the engine's step cadence (--eval-every) alone."""
+        return None
+
     def evaluate_batch(self, model, batch) -> Any:
         """The model's outputs for one eval batch (the metric's input)."""
         return model(batch[0])
@@ -124,6 +132,13 @@ class Task(abc.ABC):
 
     def load_extra(self, directory) -> None: ...
 
+    def save_state(self, directory) -> None:
+        """What --resume needs besides the weights and the optimizer (DQN: the replay memory, the
+        target network, the agent's counters); written to ckpt-*/ only, not to best/."""
+
+    def load_state(self, directory) -> None:
+        """Restore save_state's files on --resume (after the weights and load_extra)."""
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -150,7 +165,7 @@ TASKS = {
         "reinforcement",
         "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
         "(Global.env); --data is an error",
-        max_threads=1, synthetic="episodes of its environment"),   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        max_threads=1, synthetic="episodes of its environment", engine=True),   # a 128-unit Q network: measured 2-3x faster on one thread than on two
     "language-model": Spec(
         "language",
         "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows) or train.jsonl "
