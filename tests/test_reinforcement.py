@@ -174,6 +174,14 @@ def test_a_default_run_is_a_ten_step_smoke_and_steps_or_epochs_train_the_recipe(
     json.dumps(recipe)   # what --print-recipe shows
 
 
+def test_help_shows_the_tasks_own_examples_without_a_dataset(matrix, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        prepare(matrix, tmp_path, monkeypatch, "--help")
+    text = capsys.readouterr().out
+    assert "docker run --rm kunlun/dqn                       # smoke: 10 learn steps and one evaluation" in text
+    assert "predict --model /output/inference --input /output/obs.jsonl" in text and "--data /data" not in text
+
+
 # --- The suite's reviewed patches (patches/parl/, matrix.yaml suites.parl.patches) ----------
 
 def test_every_parl_patch_file_is_listed_in_the_matrix(matrix):

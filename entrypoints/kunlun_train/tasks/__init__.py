@@ -148,6 +148,7 @@ class Spec:
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
     engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
+    examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
 
 
 TASKS = {
@@ -165,7 +166,17 @@ TASKS = {
         "reinforcement",
         "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
         "(Global.env); --data is an error",
-        max_threads=1, synthetic="episodes of its environment", engine=True),   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        max_threads=1, synthetic="episodes of its environment", engine=True,   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 learn steps and one evaluation\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 8   # the recipe (8000 learn steps)\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 10 --resume\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} eval --weights /output/best   # greedy episodes\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} predict --model /output/inference --input /output/obs.jsonl\n"
+            "      (observation vectors: a JSON array per line in .jsonl, or comma-separated numbers per line in .csv)\n"
+            "  invoke run {model} --output O -- --epochs 8     (the mount filled in for you; then -- eval, -- export, ...)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
     "language-model": Spec(
         "language",
         "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows) or train.jsonl "
