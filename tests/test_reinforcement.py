@@ -153,14 +153,13 @@ def test_the_dqn_recipe_is_parls_cartpole_example(matrix, tmp_path, monkeypatch)
     args, recipe = prepare(matrix, tmp_path, monkeypatch, "--print-recipe")
     upstream = args.recipe_view["upstream"]
     assert args.recipe_name == "cartpole" and list(matrix.recipes("dqn")) == ["cartpole"]
-    assert upstream["Global"] == {"seed": 42, "epoch_steps": 1000, "eval_interval": 50, "epochs": 8,
-                                  "env": "CartPole-v0", "env_steps": 5}
+    assert upstream["Global"] == {"seed": 42, "epoch_steps": 1000, "epochs": 8, "env": "CartPole-v0", "env_steps": 5}
     assert upstream["Replay"] == {"memory_size": 200000, "warmup_size": 200}
     assert upstream["DataLoader"] == {"workers": 0, "batch_size": 64}
     assert upstream["Algorithm"] == {"name": "DQN", "gamma": 0.99, "target_update_steps": 200, "e_greed": 0.1,
                                      "e_greed_decrement": 1e-6, "e_greed_min": 0.01, "e_greed_noise": 0.01}
     assert upstream["Optimizer"] == {"name": "Adam", "lr": {"name": "Constant", "learning_rate": 0.0005}}
-    assert upstream["Eval"] == {"episodes": 5, "seed": 1000, "env": "CartPole-v1"}
+    assert upstream["Eval"] == {"episodes": 5, "seed": 1000, "every_episodes": 50, "env": "CartPole-v1"}
     assert recipe["Bundle"]["task"] == "reinforcement-learning"
 
 

@@ -22,7 +22,7 @@ How it sits on the engine:
   drawn from the memory in train_step, on the main thread, after that step's environment steps: the
   DataLoader reads ahead in a thread, which must not touch the environment (so max_workers = 0).
 - Evaluation: Eval.episodes greedy episodes of Eval.env (seeds Eval.seed, Eval.seed + 1, ...), after
-  every Global.eval_interval finished training episodes (PARL: 5 episodes of CartPole-v1 every 50) and
+  every Eval.every_episodes finished training episodes (PARL: 5 episodes of CartPole-v1 every 50) and
   at the end; the metric is their mean return (`return`, higher is better), which picks best/.
 - Checkpoints: the Q network and the engine's optimizer, plus (ckpt-* only, for --resume) the target
   network, the replay memory (PARL's .npz) and the agent's counters. A resumed run starts a new episode.
@@ -193,7 +193,7 @@ class Task(BaseTask):
         self.target_update_steps = rl.positive(recipe, "Algorithm", "target_update_steps")
         self.eval_episodes = rl.positive(recipe, "Eval", "episodes")
         self.eval_seed = rl.positive(recipe, "Eval", "seed", 0)
-        self.clock = rl.EpisodeClock(rl.positive(recipe, "Global", "eval_interval", 0))
+        self.clock = rl.EpisodeClock(rl.positive(recipe, "Eval", "every_episodes", 0))
         self.warmup = max(rl.positive(recipe, "Replay", "warmup_size", 0), self.batch)
         memory_size = rl.positive(recipe, "Replay", "memory_size")
         if self.warmup > memory_size:
