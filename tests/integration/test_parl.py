@@ -64,29 +64,6 @@ def test_an_unknown_environment_is_a_one_line_error(built):
     assert "Traceback" not in result.stderr
 
 
-def test_saves_model_target_optimizer_and_replay_and_resumes_at_step_3(built, tmp_path):
-    out = tmp_path / "out"
-    first = invoke("run", MODEL, "--output", str(out), "--", "--steps", "2", *SHORT)
-    steps, summary = training(first.stdout)
-    assert [s for s, _, _ in steps] == [1, 2] and finite(steps)
-    assert summary["batch_size"] == 8 and "2 env steps + 1 learn step on 8 replayed transitions" in summary["data"]
-    ckpt = out / "ckpt-000002"
-    assert {p.name for p in ckpt.iterdir()} == {"model.pdparams", "model.pdopt", "target.pdparams", "replay.npz",
-                                                "agent.json", "state.json"}
-    assert {p.name for p in (out / "best").iterdir()} == {"model.pdparams", "state.json"}   # weights only
-    agent = json.loads((ckpt / "agent.json").read_text())
-    assert agent["env"] == "CartPole-v0" and agent["learn_steps"] == 2
-    assert agent["replay_size"] == agent["env_steps"] >= 16 + 2 * 2    # the warm-up runs whole episodes
-
-    resumed = invoke("run", MODEL, "--output", str(out), "--", "--steps", "3", "--resume", *SHORT)
-    steps, summary = training(resumed.stdout)
-    assert "resumed from /output/ckpt-000002 (step 2)" in resumed.stdout
-    assert [s for s, _, _ in steps] == [3] and summary["first_step"] == 3 and finite(steps)
-    after = json.loads((out / "ckpt-000003" / "agent.json").read_text())
-    assert after["learn_steps"] == 3 and after["env_steps"] == agent["env_steps"] + 2   # no new warm-up
-    assert after["replay_size"] == agent["replay_size"] + 2                            # the memory came back
-
-
 def test_two_cpu_workers_train_data_parallel_dqn(built):
     """Each worker acts in its own CartPole with its own replay memory; gradients are averaged. Rank 0
     logs; the evaluation episodes are shared out and the metric printed once. With --network none, as
@@ -95,69 +72,83 @@ def test_two_cpu_workers_train_data_parallel_dqn(built):
     steps, summary = training(result.stdout)
     assert "launching 2 data-parallel worker" in result.stdout
     assert [s for s, _, _ in steps] == [1, 2] and finite(steps)
-    assert summary["workers"] == 2 and summary["loss_finite"] and summary["batch_size"] == 16
+    assert summary["workers"] == 2 and summary["loss_finite"] and summary["batch_size"] == 16   # 8 per worker
+    assert "2 env steps + 1 learn step on 8 replayed transitions" in summary["data"]          # the overrides
     assert summary["device"].endswith(", 2 workers")
     assert [s for s, _ in evaluations(result.stdout)] == [2]
 
 
-# --- the engine: DQN learns, evaluates, exports and predicts -----------------------------------
+# --- the engine: DQN learns, resumes, evaluates, exports and predicts ---------------------------
 # PARL's recipe as it is (no test overrides: it learns fast enough), bounded at 3000 learn steps =
-# 15,000 environment steps after the 200-transition warm-up, with an extra evaluation every 250 steps
-# besides the recipe's every 50 training episodes. An untrained greedy policy pushes the cart one way
-# and scores about 9-10 (a uniformly random one about 22); CartPole-v1 caps an episode at 500.
-BOUND = 3000
-LEARN = ["--steps", str(BOUND), "--eval-every", "250"]
+# 15,000 environment steps after the 200-transition warm-up, in two runs (the second resumes the first
+# at step 1500, replay memory included), with an extra evaluation every 250 steps besides the recipe's
+# every 50 training episodes. An untrained greedy policy pushes the cart one way and scores about 9-10
+# (a uniformly random one about 22); CartPole-v1 caps an episode at 500.
+BOUND, HALF = 3000, 1500
+LEARN = ["--eval-every", "250"]
 THRESHOLD = 150
 
 
 @pytest.fixture(scope="module")
 def learned(built, tmp_path_factory):
-    """DQN trained on CartPole, its best checkpoint exported for Paddle Inference."""
+    """DQN trained on CartPole in two runs, its best checkpoint exported for Paddle Inference."""
     out = tmp_path_factory.mktemp("learned") / "out"   # created by `invoke run`, for the container's user
     started = time.monotonic()
-    result = invoke("run", MODEL, "--output", str(out), "--", *LEARN)
-    print(f"\ntrained {BOUND} learn steps in {time.monotonic() - started:.1f} s (the container run)")
+    first = invoke("run", MODEL, "--output", str(out), "--", "--steps", str(HALF), *LEARN)
+    second = invoke("run", MODEL, "--output", str(out), "--", "--steps", str(BOUND), "--resume", *LEARN)
+    print(f"\ntrained {BOUND} learn steps in {time.monotonic() - started:.1f} s (two container runs)")
     invoke("run", MODEL, "--output", str(out), "--", "export")
-    return out, result.stdout
+    return out, first.stdout, second.stdout
 
 
 def test_dqn_learns_from_an_untrained_policy_to_a_mean_return_over_150(learned):
-    out, output = learned
-    steps, summary = training(output)
+    out, first, second = learned
+    steps = training(first)[0] + training(second)[0]
+    summary = training(second)[1]
     assert [s for s, _, _ in steps] == list(range(1, BOUND + 1)) and finite(steps)
-    evals = evaluations(output)
-    returns = [(s, m["return"]) for s, m in evals]
-    first = next(s for s, r in returns if r >= THRESHOLD)
+    returns = [(s, m["return"]) for s, m in evaluations(first) + evaluations(second)]
+    reached = next(s for s, r in returns if r >= THRESHOLD)
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    seconds = sum(5 / e["throughput"] for e in events if e["event"] == "train" and e["step"] <= first) + \
-        sum(e["seconds"] for e in events if e["event"] == "eval" and e["step"] <= first)
-    print(f"\nmean evaluation return by learn step (x5 env steps): {returns}\n>= {THRESHOLD} at learn step {first} "
-          f"({5 * first} env steps after the warm-up), {seconds:.1f} s of training and evaluation")
+    seconds = sum(5 / e["throughput"] for e in events if e["event"] == "train" and e["step"] <= reached) + \
+        sum(e["seconds"] for e in events if e["event"] == "eval" and e["step"] <= reached)
+    print(f"\nmean evaluation return by learn step (x5 env steps): {returns}\n>= {THRESHOLD} at learn step {reached} "
+          f"({5 * reached} env steps after the warm-up), {seconds:.1f} s of training and evaluation")
     assert returns[0][1] < 30                                             # the untrained policy
     assert summary["best"]["metric"] == "return" and summary["best"]["value"] >= THRESHOLD
     assert {250 * k for k in range(1, BOUND // 250 + 1)} <= {s for s, _ in returns}   # --eval-every 250
     assert len(returns) > BOUND // 250                                    # and the 50-episode clock
-    assert sorted(p.name for p in out.iterdir()) == ["best", f"ckpt-{BOUND:06d}", "inference", "metrics.jsonl", "vdl"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "ckpt-001500", "ckpt-003000", "inference",
+                                                      "metrics.jsonl", "vdl"]
     assert [e["step"] for e in events if e["event"] == "train"] == list(range(1, BOUND + 1))
     assert {e["lr"] for e in events if e["event"] == "train"} == {0.0005}   # the recipe's constant rate
 
 
-@pytest.fixture(scope="module")
-def evaluated(learned):
-    """`eval` of the best checkpoint, recording every episode's observations, actions and Q values."""
-    out, _ = learned
-    result = invoke("run", MODEL, "--output", str(out), "--", "eval", "--predictions", "/output/eval.jsonl")
-    return result.stdout, [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+def test_a_checkpoint_holds_target_optimizer_and_replay_memory_and_resumes_with_them(learned):
+    out, _, second = learned
+    ckpt = out / f"ckpt-{HALF:06d}"
+    assert {p.name for p in ckpt.iterdir()} == {"model.pdparams", "model.pdopt", "target.pdparams", "replay.npz",
+                                                "agent.json", "state.json"}
+    assert {p.name for p in (out / "best").iterdir()} == {"model.pdparams", "state.json"}   # weights only
+    before = json.loads((ckpt / "agent.json").read_text())
+    assert before["env"] == "CartPole-v0" and before["learn_steps"] == HALF
+    assert before["replay_size"] == before["env_steps"] >= 200 + 5 * HALF   # the warm-up runs whole episodes
+    assert f"resumed from /output/ckpt-{HALF:06d} (step {HALF})" in second
+    assert training(second)[1]["first_step"] == HALF + 1
+    after = json.loads((out / f"ckpt-{BOUND:06d}" / "agent.json").read_text())
+    assert after["learn_steps"] == BOUND and after["env_steps"] == before["env_steps"] + 5 * (BOUND - HALF)
+    assert after["replay_size"] == before["replay_size"] + 5 * (BOUND - HALF)   # the memory came back, no new warm-up
+    assert after["episodes"] > before["episodes"] and after["epsilon"] < before["epsilon"]
 
 
-def test_eval_and_the_exported_q_network_pick_the_same_actions(learned, evaluated):
+def test_eval_and_the_exported_q_network_pick_the_same_actions(learned):
     """`eval` replays the best checkpoint's greedy episodes (the same seeds as in training: the same
-    mean return); `predict` with the exported model through Paddle Inference, on every observation
-    of those episodes, picks the actions the evaluation took, with the same Q values."""
-    out, _ = learned
-    output, episodes = evaluated
+    mean return) and records every step; `predict` with the exported model through Paddle Inference,
+    on every observation of those episodes, picks the actions the evaluation took, with the same Q values."""
+    out, _, _ = learned
+    evaluated = invoke("run", MODEL, "--output", str(out), "--", "eval", "--predictions", "/output/eval.jsonl")
+    episodes = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     best = json.loads((out / "best" / "state.json").read_text())["best"]
-    [(_, metric)] = evaluations(output)
+    [(_, metric)] = evaluations(evaluated.stdout)
     assert metric["return"] == pytest.approx(best["value"]) and metric["return"] >= THRESHOLD
     assert [e["input"] for e in episodes] == [f"episode-{i:04d}" for i in range(5)]
     assert sum(e["return"] for e in episodes) / 5 == pytest.approx(metric["return"])
@@ -171,11 +162,3 @@ def test_eval_and_the_exported_q_network_pick_the_same_actions(learned, evaluate
     assert [p["action"] for p in predicted] == [action for _, action, _ in rows]
     assert all(p["q_values"] == pytest.approx(q, abs=1e-4) for p, (_, _, q) in zip(predicted, rows))
     assert {p["action_name"] for p in predicted} == {"left", "right"}
-
-
-def test_two_workers_share_the_evaluation_episodes_and_get_the_same_return(learned, evaluated):
-    out, _ = learned
-    two = invoke("run", MODEL, "--output", str(out), "--devices", "2", "--", "eval")
-    assert "launching 2 data-parallel worker(s)" in two.stdout
-    assert evaluations(two.stdout) == evaluations(evaluated[0])
-    assert len([line for line in two.stdout.splitlines() if " eval step " in line]) == 1
