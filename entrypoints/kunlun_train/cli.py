@@ -64,7 +64,9 @@ def _dirs(p: argparse.ArgumentParser, data: str, output: str) -> None:
     p.add_argument("--output", metavar="DIR", help=output)
 
 
-def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argparse.ArgumentParser:
+def parser(model: str, data_help: str, synthetic: str, names: list[str],
+           examples: str | None = None) -> argparse.ArgumentParser:
+    """examples: the task's own --help examples ({model} filled in), instead of the dataset ones."""
     p = argparse.ArgumentParser(
         prog=f"docker run kunlun/{model}",
         description=f"Train, evaluate, export and predict with {model}, the way its suite trains it. Without "
@@ -84,6 +86,8 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argp
                f"  invoke run {model} --data D --output O -- predict      (O/inference on D's images)\n"
                f"`docker run kunlun/{model} COMMAND --help` explains a command.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    if examples:
+        p.epilog = "examples:\n" + examples.format(model=model)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help=COMMANDS["train"], description=COMMANDS["train"])
@@ -167,7 +171,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     found = recipes.load(recipe_path) if os.path.exists(recipe_path) else None
     names = list(found.recipes) if found else ["default"]
     spec = task_spec((found.bundle if found else {}).get("task", "classification"))
-    args = parser(model, spec.data_help, spec.synthetic, names).parse_args(split_command(argv))
+    args = parser(model, spec.data_help, spec.synthetic, names, spec.examples).parse_args(split_command(argv))
     if args.recipe_file != recipe_path or found is None:
         found = recipes.load(args.recipe_file)
     _defaults(args)

@@ -240,7 +240,7 @@ class Engine:
         model.train()
         result = metric.merge(parallel.gather(metric.state(), self.world))
         seconds = time.perf_counter() - started
-        unit = self.task.unit.split("/")[0]
+        unit = self.task.eval_unit or self.task.unit.split("/")[0]
         self.say(f"eval step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in result.items())
                  + f" | {len(dataset)} {unit} | {seconds:.1f} s")
         if predictions:
@@ -316,6 +316,7 @@ class Engine:
                 saved["LR_Scheduler"] = lr.state_dict()
                 optim.set_state_dict(saved)
                 task.load_extra(directory)
+                task.load_state(directory)
                 best = checkpoint.state(directory).get("best")
                 self.say(f"resumed from {directory} (step {done})")
         eval_every = self._eval_every(per_epoch, eval_set)
@@ -347,13 +348,15 @@ class Engine:
                                                   "throughput": samples / seconds if seconds else None})
                     if stopped or step >= total:
                         break
-                    if eval_every and step % eval_every == 0:
+                    own = task.eval_due(step) if eval_set is not None else None   # a task's own clock (DQN: episodes)
+                    if eval_every and step % eval_every == 0 or own:
                         last_eval, best = self._evaluate_and_keep_best(wrapped, model, optim, eval_set, step, best, metrics)
                     if args.output and (args.save_every and step % args.save_every == 0
                                         or args.save_minutes and time.monotonic() - last_save >= 60 * args.save_minutes):
                         saved, last_save = self._save(model, optim, step, best), time.monotonic()
                     tick = time.perf_counter()
-            if eval_every and step == total and step > done and not stopped:
+            clock = eval_set is not None and task.eval_due(step) is not None
+            if (eval_every or clock) and step == total and step > done and not stopped:
                 last_eval, best = self._evaluate_and_keep_best(wrapped, model, optim, eval_set, step, best, metrics)
         finally:
             metrics.close()
@@ -411,6 +414,7 @@ class Engine:
             paddle.save(model.state_dict(), str(directory / "model.pdparams"))
             if name is None:   # best/ is for evaluation and export: weights only
                 paddle.save(optim.state_dict(), str(directory / "model.pdopt"))
+                self.task.save_state(directory)
             self.task.save_extra(directory)
         state = {"model": self.model_name, "recipe": self.recipe, "workers": self.world.size, "best": best}
         if name:

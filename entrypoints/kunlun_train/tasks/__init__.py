@@ -37,6 +37,7 @@ class Task(abc.ABC):
     effective recipe, the mounted dataset directory (None: synthetic data) and the rank's World."""
 
     unit = "images/s"                  # throughput unit of a step: what `samples()` counts
+    eval_unit: str | None = None       # what an evaluation sample is called in the eval line (default: unit's)
     primary = "loss"                   # the metric that picks the best checkpoint (higher is better)
     max_workers: int | None = None     # DataLoader worker processes at most (0: data made in this process)
 
@@ -89,6 +90,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def metric(self) -> Metric: ...
 
+    def eval_due(self, step: int) -> bool | None:
+        """For a task whose evaluation follows a clock of its own (DQN: every N finished training
+        episodes, as PARL's examples): asked after every training step (on every rank, so it may
+        agree with the others through a collective), True to evaluate now; it then also evaluates at
+        the end of the run. None (the default): the engine's step cadence (--eval-every) alone."""
+        return None
+
     def evaluate_batch(self, model, batch) -> Any:
         """The model's outputs for one eval batch (the metric's input)."""
         return model(batch[0])
@@ -124,6 +132,13 @@ class Task(abc.ABC):
 
     def load_extra(self, directory) -> None: ...
 
+    def save_state(self, directory) -> None:
+        """What --resume needs besides the weights and the optimizer (DQN: the replay memory, the
+        target network, the agent's counters); written to ckpt-*/ only, not to best/."""
+
+    def load_state(self, directory) -> None:
+        """Restore save_state's files on --resume (after the weights and load_extra)."""
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -133,8 +148,9 @@ class Spec:
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
     engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
-    # datasets/<module>.check(recipe, data): the mounted dataset parsed before Paddle is imported
+    # datasets/<module>.check(recipe, data, command): the mounted dataset parsed before Paddle is imported
     data_check: str | None = None
+    examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
 
 
 TASKS = {
@@ -153,7 +169,17 @@ TASKS = {
         "reinforcement",
         "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
         "(Global.env); --data is an error",
-        max_threads=1, synthetic="episodes of its environment"),   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        max_threads=1, synthetic="episodes of its environment", engine=True,   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 learn steps and one evaluation\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 8   # the recipe (8000 learn steps)\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 10 --resume\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} eval --weights /output/best   # greedy episodes\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} predict --model /output/inference --input /output/obs.jsonl\n"
+            "      (observation vectors: a JSON array per line in .jsonl, or comma-separated numbers per line in .csv)\n"
+            "  invoke run {model} --output O -- --epochs 8     (the mount filled in for you; then -- eval, -- export, ...)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
     "language-model": Spec(
         "language",
         "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows) or train.jsonl "
