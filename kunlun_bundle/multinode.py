@@ -102,6 +102,7 @@ def _watch(job: Plan, containers, events: queue.Queue) -> int:
         kind, rank, value = events.get()
         if kind == "line":
             ui.out.print(f"[dim]\\[rank {rank}][/] {escape(value)}", highlight=False, soft_wrap=True)
+            ui.out.file.flush()   # line by line also into a pipe: whoever reads it acts on the steps
             continue
         running.discard(rank)
         if value != 0:

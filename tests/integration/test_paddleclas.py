@@ -64,13 +64,25 @@ def test_two_cpu_workers_train_data_parallel(built, tmp_path):
     assert [s for s, _, _ in training(resumed.stdout)[0]] == [3]
 
 
-def test_a_failing_worker_stops_the_job_with_its_error(built, tmp_path):
+def test_a_bad_list_fails_before_any_worker_starts(built, tmp_path):
     data = flowers(tmp_path / "flowers")
     (data / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/missing.png 1\n")
     result = invoke("run", "mobilenetv3", "--devices", "2", "--data", str(data), "--", "--steps", "1", check=False)
-    assert result.returncode != 0
+    assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "/data/train_list.txt:2: image jpg/missing.png not found" in output
+    assert "launching" not in output and "Traceback" not in output
+
+
+def test_a_failing_worker_stops_the_job_with_its_error(built, tmp_path):
+    """A corrupt image is found only when a worker decodes it: that worker fails, the job stops."""
+    data = flowers(tmp_path / "flowers")
+    (data / "jpg/image_00002.png").write_bytes(b"not a png")
+    result = invoke("run", "mobilenetv3", "--devices", "2", "--data", str(data), "--", "--steps", "2",
+                    "--batch-size", "1", "--workers", "0", "-o", "Arch.class_num=3", "-o", "Global.image_size=32", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "/data/train_list.txt:2: cannot read image" in output
     assert "a data-parallel worker failed" in output
 
 
