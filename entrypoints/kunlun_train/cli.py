@@ -120,6 +120,8 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argp
     predict.add_argument("--labels", metavar="FILE", help="label names: '<id> <name>' or one name per line")
     predict.add_argument("--topk", type=int, default=None, metavar="K", help="how many classes to show")
     predict.add_argument("--save", metavar="FILE", help="also write the results as JSON lines")
+    predict.add_argument("--masks", metavar="DIR", help="segmentation: write each input's predicted mask here, a PNG "
+                         "of class ids (default: OUTPUT/masks, else masks/ beside --save)")
     return p
 
 

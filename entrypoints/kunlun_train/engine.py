@@ -217,7 +217,7 @@ class Engine:
         model = self.task.build_model()
         if weights:
             state, file = load_weights(weights)
-            apply_weights(model, state, file, self.say, strict=strict)
+            apply_weights(model, self.task.adapt_weights(model, state), file, self.say, strict=strict)
         return model
 
     # --- evaluation ------------------------------------------------------------------------------
@@ -346,13 +346,16 @@ class Engine:
 
     def _eval_every(self, per_epoch: int, eval_set) -> int:
         """Steps between evaluations: --eval-every (N steps, or Ne for N epochs), else the recipe's
-        Global.eval_interval epochs when the data has a validation split; 0: never."""
+        Global.eval_every (the same forms: iteration-based recipes count steps), else its
+        Global.eval_interval epochs, when the data has a validation split; 0: never."""
         if eval_set is None:
             return 0
         given = self.args.eval_every
         if given is None:
             if self.task.data is None:
                 return 0   # the smoke default: synthetic data has nothing to learn
+            given = self.recipe["Global"].get("eval_every")
+        if given is None:
             interval = self.recipe["Global"].get("eval_interval", 1)
             return max(1, int(round(float(interval) * per_epoch))) if interval else 0
         text = str(given).strip().lower()

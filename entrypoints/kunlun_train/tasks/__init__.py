@@ -104,6 +104,11 @@ class Task(abc.ABC):
     def input_spec(self) -> list:
         """paddle.static.InputSpec list of the exported inference model."""
 
+    def adapt_weights(self, model, state: dict) -> dict:
+        """Weights from a file (--pretrained, eval, export) as this model names them; the suite's
+        published files may name a part of it (a backbone) on its own."""
+        return state
+
     def export_layer(self, model):
         """The layer paddle.jit.save writes (the model, or the model plus its deploy-time head)."""
         return model
