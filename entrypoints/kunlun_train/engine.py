@@ -12,6 +12,7 @@ import math
 import platform
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -247,16 +248,28 @@ class Engine:
 
     def _batches(self, loader):
         """The loader's batches; a worker's TrainError (a corrupt image) ends the run with its own message."""
+        # With worker processes, Paddle re-raises a worker's error in the loader's reader thread and
+        # the loop only sees "Blocking queue is killed": keep what that thread raised, to report it.
+        thread_errors: list[str] = []
+        previous = threading.excepthook
+
+        def keep(hook_args) -> None:
+            thread_errors.append(str(hook_args.exc_value))
+            if "TrainError" not in thread_errors[-1]:
+                previous(hook_args)
+        threading.excepthook = keep
         try:
             yield from loader
         except TrainError:
             raise
         except Exception as exc:
-            text = str(exc).strip().splitlines()
+            text = "\n".join([str(exc), *thread_errors]).strip().splitlines()
             found = next((line for line in reversed(text) if "TrainError" in line or ": cannot read" in line), None)
             if found:
                 raise TrainError(found.split("TrainError: ", 1)[-1]) from None
             raise
+        finally:
+            threading.excepthook = previous
 
     # --- training --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
