@@ -148,9 +148,9 @@ TASKS = {
         {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True),
     "segmentation": Spec(
         "segmentation",
-        "a directory with train_list.txt: '<image path> <label mask path>' lines, masks single-channel PNGs "
-        "of class ids, 255 = ignore (optic_disc_seg / PaddleSeg style)",
-        {"DataLoader": {"train_list": "train_list.txt"}}),
+        "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label mask path>' "
+        "lines, masks single-channel PNGs of class ids, 255 = ignore (optic_disc_seg / PaddleSeg style)",
+        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True),
     "reinforcement-learning": Spec(
         "reinforcement",
         "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
