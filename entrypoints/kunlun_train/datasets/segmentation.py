@@ -96,7 +96,8 @@ def transform_specs(section, size: list[int], what: str) -> list[tuple[str, dict
         if kwargs is True:
             kwargs = {}
         if not isinstance(kwargs, dict):
-            raise TrainError(f"{what}.{name}={kwargs!r}: expected the transform's arguments, e.g. {{}} for its defaults")
+            raise TrainError(f"{what}.{name}={kwargs!r}: expected the transform's arguments, "
+                             "e.g. {} for its defaults")
         kwargs = dict(kwargs)
         if name in SIZED and kwargs.get(SIZED[name]) is None:
             kwargs[SIZED[name]] = list(size)

@@ -201,8 +201,9 @@ class Task(BaseTask):
         self.classes = int(arch["num_classes"])
         if not 1 <= self.classes < IGNORE:
             raise TrainError(f"Arch.num_classes={self.classes}: expected 1..{IGNORE - 1}")
-        self.train_specs = lists.transform_specs(recipe.get("Train", {}).get("transforms"), self.size, "Train.transforms")
-        self.eval_specs = lists.transform_specs(recipe.get("Eval", {}).get("transforms"), self.size, "Eval.transforms")
+        self.train_specs, self.eval_specs = (
+            lists.transform_specs(recipe.get(part, {}).get("transforms"), self.size, f"{part}.transforms")
+            for part in ("Train", "Eval"))
         self.train_samples = self.eval_samples = None
         loader = recipe["DataLoader"]
         if data:   # parse the lists now: a bad line fails before Paddle builds anything
@@ -216,9 +217,10 @@ class Task(BaseTask):
             count = int(self.recipe["Global"].get("synthetic_samples", 16))
             return (SyntheticDataset(count, self.size, self.classes, seed),
                     SyntheticDataset(max(1, count // 4), self.size, self.classes, seed + 1))
-        train = ListDataset(self.train_samples, build_transforms(self.train_specs, "Train.transforms"), self.classes, True)
-        evaluation = ListDataset(self.eval_samples, build_transforms(self.eval_specs, "Eval.transforms"), self.classes,
-                                 False) if self.eval_samples else None
+        train = ListDataset(self.train_samples, build_transforms(self.train_specs, "Train.transforms"),
+                            self.classes, train=True)
+        evaluation = ListDataset(self.eval_samples, build_transforms(self.eval_specs, "Eval.transforms"),
+                                 self.classes, train=False) if self.eval_samples else None
         return train, evaluation
 
     def describe_data(self) -> str:
