@@ -139,6 +139,7 @@ def test_image_size_is_width_and_height():
 
 
 def test_transforms_keep_the_recipes_order_and_crops_take_the_image_size():
+    """The order is PaddleSeg's list order: the recipe (and --print-recipe) keeps it."""
     specs = seg.transform_specs(CITYSCAPES, [1024, 512], "Train.transforms")
     assert [name for name, _ in specs] == list(CITYSCAPES)
     assert dict(specs)["RandomPaddingCrop"] == {"crop_size": [1024, 512]}

@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else argv
         args, recipe = prepare(argv)
         if args.print_recipe:
-            print(json.dumps(args.recipe_view, indent=2, sort_keys=True))
+            # In the recipe's own order: a segmentation recipe's transforms apply in the order written.
+            print(json.dumps(args.recipe_view, indent=2))
             return 0
         if (len(args.device_ids) > 1 or args.nodes) and not parallel.World.from_env().distributed:
             if args.command in ("export", "predict"):
