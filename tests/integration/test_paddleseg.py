@@ -52,11 +52,14 @@ def test_trains_on_synthetic_data(built, model):
     assert "Traceback" not in result.stderr
 
 
-def test_trains_on_an_optic_disc_seg_dataset(built, optic):
-    """DeepLabV3+ here; UNet trains on the same dataset in test_saves_and_resumes."""
-    result = invoke("run", "deeplabv3", "--data", str(optic), "--", "--steps", "2", *SMALL)
+def test_trains_data_parallel_on_an_optic_disc_seg_dataset(built, optic):
+    """DeepLabV3+ on two workers, each on its shard (UNet trains on the same dataset in
+    test_saves_and_resumes). As `invoke run` starts it: --network none, workers talk over loopback."""
+    result = invoke("run", "deeplabv3", "--data", str(optic), "--devices", "2", "--", "--steps", "2", *SMALL)
     steps, summary = training(result.stdout)
+    assert "launching 2 data-parallel worker(s)" in result.stdout
     assert [s for s, _, _ in steps] == [1, 2] and finite(steps)
+    assert summary["workers"] == 2 and summary["batch_size"] == 4 and summary["loss_finite"]
     assert summary["data"] == "4 images with label masks from a list file"
 
 
@@ -113,15 +116,6 @@ def test_saves_and_resumes(built, optic, tmp_path):
     assert "resumed from /output/ckpt-000002 (step 2)" in resumed.stdout
     assert [s for s, _, _ in steps] == [3] and summary["first_step"] == 3 and finite(steps)
     assert (out / "ckpt-000003" / "state.json").is_file()
-
-
-def test_two_data_parallel_workers(built):
-    # With --network none, as invoke run starts it: single-node workers talk over loopback.
-    result = docker("run", "--rm", "--network", "none", image("deeplabv3"),
-                    "--steps", "2", "--devices", "2", *SMALL)
-    steps, summary = training(result.stdout)
-    assert summary["workers"] == 2 and summary["loss_finite"] and finite(steps)
-    assert summary["batch_size"] == 4 and [s for s, _, _ in steps] == [1, 2]
 
 
 # --- the engine: a segmenter learns, evaluates, exports and predicts ---------------------------
