@@ -24,7 +24,8 @@ def launcher_env(env=os.environ) -> dict:
     clean = {k: v for k, v in env.items() if not k.startswith("PADDLE_")}
     return {**clean, LAUNCHED_ENV: "1",
             "GLOG_minloglevel": env.get("GLOG_minloglevel", "1"),   # keep Paddle's C++ warnings, drop info
-            "PYTHONWARNINGS": "ignore:No ccache found"}             # the launcher imports Paddle too
+            "PYTHONWARNINGS": "ignore:No ccache found",             # the launcher imports Paddle too
+            "PYTHONUNBUFFERED": "1"}   # it echoes rank 0's log without flushing: lines as they come, not at exit
 
 
 @dataclass(frozen=True)
