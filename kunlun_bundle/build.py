@@ -182,15 +182,16 @@ def public_url(url: str) -> str:
 
 def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool) -> Result:
     start = time.monotonic()
-    before = docker_api.image_id(client, layer.image)
-    if layer.kind == "base" and before and not no_cache:
+    existing = docker_api.image(client, layer.image)
+    before = existing.id if existing else None
+    if layer.kind == "base" and existing and not no_cache:
         # Bases are bootstrapped once, and again only when their inputs in matrix.yaml change
         # (or on `invoke base --force`): a bootstrap is minutes, under emulation many.
-        existing = docker_api.image(client, layer.image)
         if (existing.labels or {}).get(BASE_INPUTS_LABEL) == labels_for(m, layer, root)[BASE_INPUTS_LABEL]:
             return Result(layer, "cached", 0.0, existing.attrs["Size"])
     with ui.step(f"build {layer.image}"):
-        parent_id = docker_api.image_id(client, layer.parent.image) if layer.parent else None
+        parent = docker_api.image(client, layer.parent.image) if layer.parent else None
+        parent_id = parent.id if parent else None
         ctx = context_for(m, layer, root, native, parent_id)
         with ctx.tarball(cache.scratch()) as tarball:
             def show(line: str) -> None:

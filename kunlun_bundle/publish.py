@@ -26,7 +26,7 @@ from typing import Optional
 import docker.errors
 
 from . import build as builder
-from . import cache, docker_api, naming, registry as reg, sbom, ui
+from . import cache, container, docker_api, naming, registry as reg, sbom, ui
 from .chain import Layer, model_layer
 from .context import BuildContext
 from .errors import PublishError, RegistryAuthError, TagConflictError
@@ -222,15 +222,13 @@ def plan_rows(cells: list[Cell], manifests: bool) -> list[list[str]]:
 def smoke_test(client, a: ArchImage, extra_args: list[str] = ()) -> Optional[str]:
     """Train the image for 1 step, network off; None if it passed, else why not."""
     try:
-        container = client.containers.run(a.local_id, ["--steps", "1", *extra_args], detach=True, network_mode="none",
-                                          platform=a.platform, labels={"io.kunlun.publish": "smoke"})
-    except docker.errors.APIError as exc:
-        return f"could not start: {exc.explanation or exc}"
-    try:
-        code = container.wait()["StatusCode"]
-        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
-    finally:
-        container.remove(force=True)
+        running = container.start(client, a.local_id, ["--steps", "1", *extra_args], error=PublishError,
+                                  network_mode="none", platform=a.platform, labels={"io.kunlun.publish": "smoke"})
+    except PublishError as exc:
+        return exc.message
+    with running:
+        code = running.wait()
+        output = running.output()
     summary = next((json.loads(line) for line in output.splitlines() if line.startswith('{"event": "summary"')), None)
     if code != 0 or summary is None or not summary.get("loss_finite"):
         tail = " | ".join(output.strip().splitlines()[-3:])
@@ -261,12 +259,16 @@ class SmokeRecord:
 
 def sbom_files(client, m: Matrix, root: Path, cell: Cell, a: ArchImage, created: Optional[str]) -> dict[str, bytes]:
     def run(entrypoint: str, *args: str) -> str:
-        return client.containers.run(a.local_id, list(args), entrypoint=entrypoint, network_mode="none",
-                                     platform=a.platform, remove=True, stderr=False).decode()
+        with container.start(client, a.local_id, args, error=PublishError, entrypoint=entrypoint,
+                             network_mode="none", platform=a.platform) as running:
+            code = running.wait()
+            if code:
+                raise PublishError(f"{entrypoint} exited {code}: {running.output()[-300:]}")
+            return running.output(stderr=False)
     try:
         listing = json.loads(run("python", "-c", sbom.LIST_PYTHON))
         dpkg = run("dpkg-query", "-W", "-f", sbom.DPKG_FORMAT)
-    except (docker.errors.DockerException, json.JSONDecodeError) as exc:
+    except (PublishError, json.JSONDecodeError) as exc:
         raise PublishError(f"could not list the packages of {a.local}: {exc}") from None
     locks = [root / layer.lock for layer in _layer(m, cell, a.arch).ancestry() if layer.lock]
     return sbom.files(a.remote, a.local_id, created, listing, dpkg, locks)
