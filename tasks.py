@@ -17,7 +17,7 @@ from kunlun_bundle import fetch as fetcher
 from kunlun_bundle import build as builder
 from kunlun_bundle import chain, devices, doctor as host_doctor, lock as locker, matrix
 from kunlun_bundle import k8s as kube, multinode, naming, render as renderer, run as runner, ui
-from kunlun_bundle import publish as publisher
+from kunlun_bundle import publishing
 from kunlun_bundle.errors import BundleError
 
 ROOT = Path(__file__).resolve().parent
@@ -236,7 +236,7 @@ def publish(c, registry, model=None, flavour=None, arch="all", push=False, force
     m = matrix.load(MATRIX)
     archs = [a.name for a in m.arch_registry.resolve(arch)] if arch not in ("none", "") else []
     layers = _cells(m, "all", model or [], flavour)
-    publisher.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
+    publishing.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
                       report_dir=Path(report), smoke_args=smoke_args.split())
 
 

@@ -6,22 +6,17 @@ off. A failed layer skips the layers above it; the rest go on, and the summary s
 from __future__ import annotations
 
 import datetime
-import functools
 import json
-import os
-import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import base as base_rootfs
-from . import cache, docker_api, fetch, host, lock, naming, render, ui
+from . import cache, docker_api, fetch, host, labels, lock, naming, render, ui
 from .chain import Layer, unique_layers
 from .context import BuildContext
 from .errors import BuildError, BundleError, InputError
-from .matrix import Matrix, patch_path
+from .matrix import Matrix
 
 
 @dataclass
@@ -31,17 +26,6 @@ class Result:
     seconds: float = 0.0
     size: Optional[int] = None
     error: Optional[str] = None
-
-
-BASE_INPUTS_LABEL = "io.kunlun.base.inputs.sha256"
-
-
-def recipe_json(m: Matrix, model: str) -> bytes:
-    """The model's default recipe as the entrypoint reads it (/opt/kunlun/recipe.json)."""
-    spec = m.models[model]
-    recipe = {"Bundle": {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite},
-              **spec.recipe}
-    return (json.dumps(recipe, indent=2, sort_keys=True) + "\n").encode()
 
 
 def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
@@ -59,43 +43,16 @@ def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
 
 
 def context_for(m: Matrix, layer: Layer, root: Path, native, parent_id: Optional[str] = None) -> BuildContext:
-    """parent_id: the image id of the parent just built; the Dockerfile's FROM names it, so the
-    layer sits on exactly that image whatever namespace the tags are under."""
+    """The committed Dockerfile with the build-time labels, and what the layer's kind puts beside it.
+    parent_id: the image id of the parent just built; the Dockerfile's FROM names it, so the layer
+    sits on exactly that image whatever namespace the tags are under."""
     ctx = BuildContext(mtime=m.bases[layer.base].source_date_epoch)
-    dockerfile = dockerfile_with_labels(root / layer.dockerfile, labels_for(m, layer, root))
+    dockerfile = dockerfile_with_labels(root / layer.dockerfile, labels.at_build(m, layer, root))
     if layer.parent is not None:
         dockerfile = from_parent(dockerfile, naming.declared(m, layer.parent.image), parent_id)
     ctx.add_bytes("Dockerfile", dockerfile)
-    if layer.kind == "base":
-        with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
-            ctx.add_file("rootfs.tar", base_rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail))
-    elif layer.lock:
-        locked = lock.LockFile.read(root / layer.lock)
-        ctx.add_file("lock.txt", root / layer.lock)
-        for wheel in locked.wheels:
-            path = fetch.cached(wheel)
-            if not path.exists():
-                raise InputError(f"{wheel.filename} is not in the cache ({path.parent})", hint="run `invoke fetch`")
-            ctx.add_file(f"wheels/{wheel.filename}", path, sha256=wheel.sha256)
-        archive = runtime_archive(m, layer)
-        if archive is not None:
-            path = fetch.cached(archive, cache.downloads())
-            if not path.exists():
-                raise InputError(f"{archive.filename} (XPU runtime) is not in the cache ({path.parent})",
-                                 hint="run `invoke fetch`")
-            ctx.add_file(f"runtime/{archive.filename}", path, sha256=archive.sha256)
-        if layer.kind == "suite":
-            for patch in m.suites[layer.name].patches:
-                ctx.add_file(f"patches/{patch}", root / patch_path(layer.name, patch))
-    else:
-        ctx.add_tree("entrypoints", root / "entrypoints")
-        ctx.add_bytes("recipe.json", recipe_json(m, layer.name))
+    layer.kind.add_context(ctx, m, layer, root, native)
     return ctx
-
-
-# The licence of what the images hold: PaddlePaddle and its suites (PaddleClas, -Detection, -Seg,
-# -NLP, PARL) are Apache-2.0.
-LICENSES = "Apache-2.0"
 
 
 def from_parent(dockerfile: bytes, declared_parent: str, parent_id: Optional[str]) -> bytes:
@@ -110,100 +67,33 @@ def from_parent(dockerfile: bytes, declared_parent: str, parent_id: Optional[str
     return "\n".join(lines).encode("utf-8")
 
 
-def dockerfile_with_labels(path: Path, labels: dict[str, str]) -> bytes:
-    """The committed Dockerfile plus one LABEL instruction with the build-time labels. (Docker's
-    own build-time labels cost the legacy builder one committed step per label.)"""
+def dockerfile_with_labels(path: Path, build_labels: dict[str, str]) -> bytes:
+    """The committed Dockerfile plus one LABEL instruction with the build-time labels."""
     text = path.read_text(encoding="utf-8")
-    if labels:
-        # Quoted with escapes; `$` escaped too, or Docker would substitute variables in the value.
-        pairs = " \\\n      ".join(f"{key}={json.dumps(value, ensure_ascii=False).replace('$', chr(92) + '$')}"
-                                    for key, value in sorted(labels.items()))
-        text = text.rstrip("\n") + f"\n# Build-time labels (kunlun_bundle/build.py labels_for)\nLABEL {pairs}\n"
+    if build_labels:
+        text = (text.rstrip("\n") + "\n# Build-time labels (kunlun_bundle/labels.py at_build)\n"
+                + labels.instruction(build_labels) + "\n")
     return text.encode("utf-8")
-
-
-def labels_for(m: Matrix, layer: Layer, root: Path) -> dict[str, str]:
-    """Labels that depend on more than the Dockerfile (the lock file's or the rootfs inputs' hash),
-    and on model images, the published ones, the OCI annotations and what the image was built from.
-
-    The commit-dependent labels (revision, created) go on the model layer only: a label on a lower
-    layer changes that image's id, and every layer above it then misses Docker's cache (a suite
-    layer is minutes to build, under emulation many). On the model layer a new commit costs one
-    label step. `created` is the commit time, not the clock, so a rebuild of a commit is the same."""
-    if layer.kind == "base":
-        return {BASE_INPUTS_LABEL: base_rootfs.inputs_sha256(m, layer.name, layer.arch)}
-    if layer.lock:
-        return {"io.kunlun.lock.sha256": fetch.sha256_of(root / layer.lock)}
-    if layer.kind != "model":
-        return {}
-    spec, suite, flavour = m.models[layer.name], layer.parent, m.flavours[layer.flavour]
-    runtime = m.runtimes[flavour.runtime] if flavour.runtime else None
-    # The model template already sets title, version, arch, flavour, Paddle and suite versions;
-    # only what it cannot know is added here (a published image carries both, see publish.py).
-    labels = {
-        "org.opencontainers.image.description":
-            f"Trains {spec.title} ({spec.task}, {spec.suite} {m.suites[spec.suite].version}) with PaddlePaddle "
-            f"{m.paddle_version(layer.flavour, layer.arch.name)} on {runtime_name(m, layer.flavour)}; "
-            f"`docker run IMAGE --help` lists the options",
-        "org.opencontainers.image.licenses": LICENSES,
-        "io.kunlun.runtime.version": runtime.version if runtime else "none",
-        "io.kunlun.lock.paddle.sha256": fetch.sha256_of(root / suite.parent.lock),
-        f"io.kunlun.lock.{spec.suite}.sha256": fetch.sha256_of(root / suite.lock),
-    }
-    return labels | {f"org.opencontainers.image.{k}": v for k, v in git_facts(root).items()}
-
-
-def runtime_name(m: Matrix, flavour: str) -> str:
-    runtime = m.flavours[flavour].runtime
-    return f"Kunlun XPU (XRE {m.runtimes[runtime].version})" if runtime else "CPU"
-
-
-@functools.lru_cache(maxsize=None)
-def git_facts(root: Path) -> dict[str, str]:
-    """source, revision and created (the commit time) for the OCI labels; what git cannot tell is left out."""
-    def git(*args: str) -> str:
-        try:
-            result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return result.stdout.strip() if result.returncode == 0 else ""
-    facts = {"revision": git("rev-parse", "HEAD"), "created": git("log", "-1", "--format=%cI")}
-    source = os.environ.get("KUNLUN_SOURCE_URL") or (
-        f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}"
-        if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY") else git("remote", "get-url", "origin"))
-    facts["source"] = public_url(source)
-    return {k: v for k, v in facts.items() if v}
-
-
-def public_url(url: str) -> str:
-    """A remote URL without credentials (https://user:token@host/x -> https://host/x)."""
-    return re.sub(r"^([a-z+]+://)[^/@]*@", r"\1", url.strip())
 
 
 def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool) -> Result:
     start = time.monotonic()
     existing = docker_api.image(client, layer.image)
-    before = existing.id if existing else None
-    if layer.kind == "base" and existing and not no_cache:
-        # Bases are bootstrapped once, and again only when their inputs in matrix.yaml change
-        # (or on `invoke base --force`): a bootstrap is minutes, under emulation many.
-        if (existing.labels or {}).get(BASE_INPUTS_LABEL) == labels_for(m, layer, root)[BASE_INPUTS_LABEL]:
-            return Result(layer, "cached", 0.0, existing.attrs["Size"])
+    if existing and not no_cache and layer.kind.reuse(m, layer, root, existing):
+        return Result(layer, "cached", 0.0, existing.attrs["Size"])
     with ui.step(f"build {layer.image}"):
         parent = docker_api.image(client, layer.parent.image) if layer.parent else None
-        parent_id = parent.id if parent else None
-        ctx = context_for(m, layer, root, native, parent_id)
+        ctx = context_for(m, layer, root, native, parent.id if parent else None)
         with ctx.tarball(cache.scratch()) as tarball:
             def show(line: str) -> None:
                 if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
                     ui.detail(line)
             new_id = docker_api.build(client, tarball, layer.image, layer.arch.platform, nocache=no_cache,
                                       on_line=show)
-    if layer.kind == "base":
-        dated = naming.base_dated_image(m, layer.name, layer.arch.name, datetime.date.today().strftime("%Y%m%d"))
-        client.images.get(new_id).tag(*dated.rsplit(":", 1))
-    size = client.images.get(new_id).attrs["Size"]
-    result = Result(layer, "cached" if before == new_id else "built", time.monotonic() - start, size)
+    built = client.images.get(new_id)
+    layer.kind.built(m, layer, built)
+    result = Result(layer, "cached" if existing and existing.id == new_id else "built", time.monotonic() - start,
+                    built.attrs["Size"])
     if result.status == "built":
         record(result)
     return result
@@ -218,13 +108,6 @@ def record(result: Result) -> None:
         log.write(json.dumps(entry) + "\n")
 
 
-def runtime_archive(m: Matrix, layer: Layer):
-    """The XPU runtime archive a framework layer installs, or None (CPU flavours)."""
-    if layer.kind != "paddle" or not m.flavours[layer.flavour].runtime:
-        return None
-    return m.runtimes[m.flavours[layer.flavour].runtime].archives[layer.arch.name]
-
-
 def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Path] = None) -> None:
     wheels = {w.filename: w for layer in layers if layer.lock
               for w in lock.LockFile.read(root / layer.lock).wheels}
@@ -233,7 +116,7 @@ def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Pa
         else f"verify {len(wheels)} cached wheels"
     with ui.step(label):
         fetch.fetch(wheels.values(), source=source)
-    archives = {a.filename: a for a in filter(None, (runtime_archive(m, layer) for layer in layers))}
+    archives = {a.filename: a for layer in layers for a in layer.kind.downloads(m, layer)}
     if archives:
         with ui.step(f"fetch or verify {len(archives)} XPU runtime archive(s) in {cache.downloads()}"):
             fetch.fetch(archives.values(), source=source, directory=cache.downloads())

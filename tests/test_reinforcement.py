@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import build, lock
+from kunlun_bundle import kinds, lock
 from kunlun_train import cli
 from kunlun_train.errors import TrainError
 from kunlun_train.trainers import TASKS, task
@@ -154,7 +154,7 @@ def test_reinforcement_learning_has_a_trainer_that_refuses_data():
 
 def test_the_dqn_recipe_is_parls_cartpole_example_and_overridable(matrix, tmp_path, monkeypatch):
     path = tmp_path / "recipe.json"
-    path.write_bytes(build.recipe_json(matrix, "dqn"))
+    path.write_bytes(kinds.recipe_json(matrix, "dqn"))
     monkeypatch.setenv("KUNLUN_RECIPE", str(path))
     monkeypatch.setenv("KUNLUN_MODEL", "dqn")
     _, recipe = cli.prepare(["--steps", "2", "--batch-size", "2", "-o", "Global.env_steps=3", "--threads", "1"])
