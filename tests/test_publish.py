@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kunlun_bundle import chain, fetch, labels, lock, naming, publishing
-from kunlun_bundle.publishing import plan, registry, sbom, smoke
+from kunlun_bundle import layout, naming, publishing
+from kunlun_bundle.images import chain, fetch, labels, lock
+from kunlun_bundle.publishing import plan, registry, sbom
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github/workflows/images.yml"
@@ -219,7 +220,7 @@ def test_the_published_labels_keep_what_the_image_was_built_from(matrix):
     found = labels.published(matrix, model, ROOT, {"org.opencontainers.image.revision": "b" * 40}, a.local_id)
     assert found["org.opencontainers.image.revision"] == "b" * 40
     assert found[labels.SOURCE_IMAGE] == "sha256:abc" and found[labels.SMOKE] == labels.SMOKE_PASSED
-    assert found[labels.SBOM] == sbom.SBOM_DIR == "/opt/kunlun/sbom"
+    assert found[labels.SBOM] == layout.SBOM_DIR == "/opt/kunlun/sbom"
     dockerfile = publishing.layer.dockerfile("sha256:abc", found)
     assert dockerfile.startswith("FROM sha256:abc\nCOPY sbom/ /opt/kunlun/sbom/\nLABEL ")
     # one escaping for every LABEL the bundle writes: keys bare, values JSON-quoted
@@ -328,14 +329,14 @@ def test_a_failed_smoke_test_pushes_nothing_of_the_cell(matrix, monkeypatch, tmp
         a.local_id = "sha256:local-" + a.arch
     plan.classify([cell], REVISION, manifests=True)
     smoked, pushed = [], []
-    monkeypatch.setattr(smoke, "smoke_test", lambda client, a, args: smoked.append(a.arch) or
+    monkeypatch.setattr(publishing.smoke, "smoke_test", lambda client, a, args: smoked.append(a.arch) or
                         ("exit 1: loss is nan" if a.arch == "aarch64" else None))
     monkeypatch.setattr(publishing, "prepare_and_push", lambda *args: pushed.append(args))
     publishing.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=True)
     assert smoked == ["x86_64", "aarch64"] and pushed == []
     assert cell.status == "blocked" and cell.reason == "aarch64 failed its smoke test: exit 1: loss is nan"
     # the passed one is remembered for a rerun of this run (same report directory); the failed one is not
-    record = smoke.SmokeRecord(tmp_path)
+    record = publishing.smoke.SmokeRecord(tmp_path)
     assert record.has(cell.archs[0], []) and not record.has(cell.archs[1], [])
 
 
@@ -343,9 +344,9 @@ def test_a_rerun_with_the_same_report_does_not_smoke_test_again(matrix, monkeypa
     cell = cell_of(matrix)
     for a in cell.archs:
         a.local_id = "sha256:local-" + a.arch
-        smoke.SmokeRecord(tmp_path).add(a, ["-o", "x=1"], 12.0)
+        publishing.smoke.SmokeRecord(tmp_path).add(a, ["-o", "x=1"], 12.0)
     plan.classify([cell], REVISION, manifests=False)
-    monkeypatch.setattr(smoke, "smoke_test", lambda *args: pytest.fail("smoke-tested again"))
+    monkeypatch.setattr(publishing.smoke, "smoke_test", lambda *args: pytest.fail("smoke-tested again"))
     pushed = []
     monkeypatch.setattr(publishing, "prepare_and_push", lambda client, m, root, cell, a, *rest: pushed.append(a.arch))
     publishing.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=False, smoke_args=["-o", "x=1"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import kinds, lock
+from kunlun_bundle.images import kinds, lock
 from kunlun_train import cli
 from kunlun_train.errors import TrainError
 from kunlun_train.trainers import TASKS, task

@@ -21,8 +21,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from .. import docker_api, labels, naming, ui
-from ..chain import Layer, model_layer
+from ..engine import docker_api
+from ..images import labels
+from .. import naming, ui
+from ..images.chain import Layer, model_layer
 from ..errors import PublishError, RegistryAuthError, TagConflictError
 from ..matrix import Matrix
 from . import layer, plan, registry as reg, sbom, smoke

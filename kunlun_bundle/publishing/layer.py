@@ -1,17 +1,19 @@
 """The publish layer: what a pushed image has on top of the local one. One small layer with the SBOM
-files at sbom.SBOM_DIR and the published labels (labels.published) in one LABEL instruction, built
+files at layout.SBOM_DIR and the published labels (labels.published) in one LABEL instruction, built
 FROM the local image's id, so the image that passed the smoke test is exactly what is underneath."""
 from __future__ import annotations
 
-from .. import cache, docker_api, labels
-from ..context import BuildContext
+from ..host import cache
+from ..engine import docker_api
+from .. import layout
+from ..images import labels
+from ..images.context import BuildContext
 from ..matrix import Matrix
-from . import sbom
 from .plan import ArchImage, Cell
 
 
 def dockerfile(image_id: str, published: dict[str, str]) -> str:
-    return f"FROM {image_id}\nCOPY sbom/ {sbom.SBOM_DIR}/\n{labels.instruction(published)}\n"
+    return f"FROM {image_id}\nCOPY sbom/ {layout.SBOM_DIR}/\n{labels.instruction(published)}\n"
 
 
 def build(client, m: Matrix, cell: Cell, a: ArchImage, published: dict[str, str], files: dict[str, bytes]) -> str:

@@ -11,7 +11,7 @@ deterministic for a given image (serial number from the image id, timestamp from
 publishing the same image twice gives the same SBOM layer.
 
 `read()` runs the two listings; publishing adds the files to the image in a last small layer at
-SBOM_DIR (layer.py), and next to the report."""
+layout.SBOM_DIR (layer.py), and next to the report."""
 from __future__ import annotations
 
 import json
@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .. import container, lock
+from ..engine import container
+from ..images import lock
 from ..errors import PublishError
-from ..layout import SBOM_DIR  # noqa: F401  (where layer.py puts the files)
 
 PYTHON_FILE = "python.cdx.json"
 OS_FILE = "os-packages.txt"
@@ -105,7 +105,7 @@ def os_packages(dpkg_output: str) -> str:
 
 def files(image: str, image_id: str, created: Optional[str], listing: dict, dpkg_output: str,
           lock_files: Iterable[Path]) -> dict[str, bytes]:
-    """The SBOM files, by name, as they go into SBOM_DIR and next to the report."""
+    """The SBOM files, by name, as they go into layout.SBOM_DIR and next to the report."""
     doc = cyclonedx(image, image_id, created, listing, wheel_hashes(lock_files))
     return {PYTHON_FILE: (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
             OS_FILE: os_packages(dpkg_output).encode()}

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import cache, docker_api, fetch, host, labels, lock, naming, render, ui
-from .chain import Layer, unique_layers
+from . import rootfs
+from ..host import cache
+from ..engine import docker_api
+from . import fetch, labels, lock, render
+from .. import host, naming, ui
+from ..arch import Arch
+from .chain import Layer, all_ready, unique_layers
 from .context import BuildContext
-from .errors import BuildError, BundleError, InputError
-from .matrix import Matrix
+from ..errors import BuildError, BundleError, InputError
+from ..matrix import Matrix
 
 
 @dataclass
@@ -71,7 +76,7 @@ def dockerfile_with_labels(path: Path, build_labels: dict[str, str]) -> bytes:
     """The committed Dockerfile plus one LABEL instruction with the build-time labels."""
     text = path.read_text(encoding="utf-8")
     if build_labels:
-        text = (text.rstrip("\n") + "\n# Build-time labels (kunlun_bundle/labels.py at_build)\n"
+        text = (text.rstrip("\n") + "\n# Build-time labels (kunlun_bundle/images/labels.py at_build)\n"
                 + labels.instruction(build_labels) + "\n")
     return text.encode("utf-8")
 
@@ -155,6 +160,16 @@ def build(m: Matrix, model_layers: list[Layer], root: Path = Path("."), no_cache
         if results[layer.image].status in ("built", "cached") and layer.arch == native and layer.flavour == default:
             client.images.get(layer.image).tag(*naming.model_latest(m, layer.name).rsplit(":", 1))
     return list(results.values())
+
+
+def build_bases(m: Matrix, archs: list[Arch], root: Path = Path("."), force: bool = False) -> list[Result]:
+    """`invoke base`: the base of every buildable chain on these archs; with `force`, bootstrapped
+    again from the current Debian packages (the cached rootfs tarball would otherwise be reused)."""
+    bases = {layer.image: layer for top in all_ready(m) for layer in top.ancestry()[:1] if layer.arch in archs}
+    if force:
+        for layer in bases.values():
+            rootfs.rootfs_path(m, layer.name, layer.arch).unlink(missing_ok=True)
+    return list(build_layers(m, list(bases.values()), root, no_cache=force).values())
 
 
 def summarise(results: list[Result]) -> None:

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import docker
 import docker.errors
 
-from .errors import BuildError, BundleError, HostError
+from ..errors import BuildError, BundleError, HostError
 
 
 def client() -> docker.DockerClient:

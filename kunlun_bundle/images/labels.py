@@ -22,8 +22,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from . import layout, naming
-from .matrix import Matrix
+from .. import layout, naming
+from ..matrix import Matrix
 
 if TYPE_CHECKING:
     from .chain import Layer

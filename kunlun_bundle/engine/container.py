@@ -10,8 +10,8 @@ import docker.errors
 import requests
 from rich.markup import escape
 
-from . import ui
-from .errors import BundleError, RunError
+from .. import ui
+from ..errors import BundleError, RunError
 
 
 class Container:

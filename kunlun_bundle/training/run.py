@@ -8,10 +8,12 @@ from typing import Optional
 
 from rich.markup import escape
 
-from . import container, devices, docker_api, layout, ui
-from .chain import Layer
-from .errors import RunError
-from .matrix import Matrix
+from ..engine import container, docker_api
+from . import devices
+from .. import layout, ui
+from ..images.chain import Layer
+from ..errors import RunError
+from ..matrix import Matrix
 
 
 def _output_dir(path: str) -> Path:

@@ -20,8 +20,9 @@ from urllib.parse import unquote
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .errors import InputError
-from .matrix import Matrix
+from .. import ui
+from ..errors import InputError
+from ..matrix import Matrix
 
 if TYPE_CHECKING:
     from .chain import Layer
@@ -188,3 +189,22 @@ def direct_wheel(values: dict, target: Target) -> list[Wheel]:
 def resolve(m: Matrix, layer: "Layer", root: Path = Path(".")) -> LockFile:
     values = inputs(m, layer, root)
     return LockFile(layer.cell, inputs_sha256(values), tuple(layer.kind.resolve(values, Target.of(m, layer))))
+
+
+def update(m: Matrix, layers: list["Layer"], root: Path = Path("."), write: bool = True) -> list[Path]:
+    """Resolve (with `write`) every lock among `layers` that is missing or out of date with matrix.yaml;
+    returns those locks. Parents first: a suite's lock is resolved against its framework's."""
+    stale = []
+    for layer in layers:
+        if layer.lock is None:
+            continue
+        if is_current(m, layer, root):
+            ui.detail(f"{layer.lock} is current")
+            continue
+        stale.append(layer.lock)
+        if write:
+            with ui.step(f"resolve {layer.cell} for {layer.arch.name}"):
+                lockfile = resolve(m, layer, root)
+                (root / layer.lock).parent.mkdir(parents=True, exist_ok=True)
+                (root / layer.lock).write_text(lockfile.text(), encoding="utf-8")
+    return stale

@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING, Optional
 
 from packaging.utils import canonicalize_name
 
-from . import base as rootfs
-from . import cache, fetch, labels, layout, lock, naming, ui
+from . import rootfs
+from ..host import cache
+from . import fetch, labels, lock
+from .. import layout, naming, ui
 from .context import BuildContext
-from .errors import InputError
-from .matrix import Download, Matrix, patch_path
+from ..errors import InputError
+from ..matrix import Download, Matrix, patch_path
 
 if TYPE_CHECKING:
-    from .arch import Arch
+    from ..arch import Arch
     from .chain import Layer
 
 

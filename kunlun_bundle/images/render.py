@@ -7,9 +7,10 @@ from pathlib import Path
 
 import jinja2
 
-from . import labels, layout, naming
+from . import labels
+from .. import layout, naming
 from .chain import Layer, all_ready, unique_layers
-from .matrix import Matrix
+from ..matrix import Matrix
 
 OUTPUT_DIR = Path("dockerfiles")
 
