@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import rootfs
-from ..host import cache
-from ..engine import docker_api
-from . import fetch, labels, lock, render
 from .. import host, naming, ui
 from ..arch import Arch
+from ..engine import docker_api
+from ..errors import BuildError, BundleError, InputError
+from ..host import cache
+from ..matrix import Matrix
+from . import fetch, labels, lock, render, rootfs
 from .chain import Layer, all_ready, unique_layers
 from .context import BuildContext
-from ..errors import BuildError, BundleError, InputError
-from ..matrix import Matrix
 
 
 @dataclass

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import kinds
 from .. import naming
 from ..arch import Arch
 from ..errors import UsageError
 from ..matrix import Matrix, Status
+from . import kinds
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
-from ..host import cache
 from .. import ui
 from ..errors import HashMismatchError, InputError
+from ..host import cache
 from .lock import Wheel
 
 CHUNK = 1 << 20

@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Optional
 
 from packaging.utils import canonicalize_name
 
-from . import rootfs
-from ..host import cache
-from . import fetch, labels, lock
 from .. import layout, naming, ui
-from .context import BuildContext
 from ..errors import InputError
+from ..host import cache
 from ..matrix import Download, Matrix, patch_path
+from . import fetch, labels, lock, rootfs
+from .context import BuildContext
 
 if TYPE_CHECKING:
     from ..arch import Arch
@@ -40,6 +39,12 @@ class Kind(str):
 
     def __new__(cls, *_):
         return super().__new__(cls, cls.name)
+
+    def __copy__(self) -> "Kind":
+        return self          # one instance per kind: copies of a Layer share it
+
+    def __deepcopy__(self, memo) -> "Kind":
+        return self
 
     @property
     def template(self) -> str:

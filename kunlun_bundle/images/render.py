@@ -7,10 +7,10 @@ from pathlib import Path
 
 import jinja2
 
-from . import labels
 from .. import layout, naming
-from .chain import Layer, all_ready, unique_layers
 from ..matrix import Matrix
+from . import labels
+from .chain import Layer, all_ready, unique_layers
 
 OUTPUT_DIR = Path("dockerfiles")
 

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from ..host import cache
 from .. import host
 from ..arch import Arch
 from ..errors import HostError
+from ..host import cache
 from ..matrix import Matrix
 
 

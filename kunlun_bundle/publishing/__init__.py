@@ -21,11 +21,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from ..engine import docker_api
-from ..images import labels
 from .. import naming, ui
-from ..images.chain import Layer, model_layer
+from ..engine import docker_api
 from ..errors import PublishError, RegistryAuthError, TagConflictError
+from ..images import labels
+from ..images.chain import Layer, model_layer
 from ..matrix import Matrix
 from . import layer, plan, registry as reg, sbom, smoke
 from .plan import ArchImage, Cell, Outcome, State

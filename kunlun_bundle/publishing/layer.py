@@ -3,9 +3,9 @@ files at layout.SBOM_DIR and the published labels (labels.published) in one LABE
 FROM the local image's id, so the image that passed the smoke test is exactly what is underneath."""
 from __future__ import annotations
 
-from ..host import cache
-from ..engine import docker_api
 from .. import layout
+from ..engine import docker_api
+from ..host import cache
 from ..images import labels
 from ..images.context import BuildContext
 from ..matrix import Matrix

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Optional
 
+from .. import naming
 from ..engine import docker_api
 from ..images import labels
-from .. import naming
 from ..images.chain import Layer
 from ..matrix import Matrix
 from . import registry as reg

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..engine import container
-from ..images import lock
 from ..errors import PublishError
+from ..images import lock
 
 PYTHON_FILE = "python.cdx.json"
 OS_FILE = "os-packages.txt"

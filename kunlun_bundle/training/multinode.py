@@ -15,10 +15,10 @@ from typing import Optional
 
 import docker.errors
 
-from ..engine import container, docker_api
 from .. import ui
-from ..images.chain import Layer
+from ..engine import container, docker_api
 from ..errors import BundleError, RunError, UsageError
+from ..images.chain import Layer
 from .run import container_options, require_built
 
 PORT = 8090                      # the launcher's rendezvous port on rank 0

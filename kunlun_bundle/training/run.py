@@ -8,12 +8,12 @@ from typing import Optional
 
 from rich.markup import escape
 
-from ..engine import container, docker_api
-from . import devices
 from .. import layout, ui
-from ..images.chain import Layer
+from ..engine import container, docker_api
 from ..errors import RunError
+from ..images.chain import Layer
 from ..matrix import Matrix
+from . import devices
 
 
 def _output_dir(path: str) -> Path:
