@@ -394,3 +394,51 @@ def test_bearer_token_registries_get_a_token_from_their_realm_with_the_credentia
             registry.Registry(f"127.0.0.1:{port}", None).check()
     finally:
         server.shutdown()
+
+
+def test_a_refused_push_is_told_by_the_registrys_status_not_by_a_message():
+    """After the daemon's push fails, the registry is asked to start an upload: 401/403 is a refusal (exit 10)."""
+    import http.server
+    import threading
+
+    calls = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            calls.append(("POST", self.path))
+            if self.headers.get("Authorization") == "Basic " + base64.b64encode(b"ci:pw").decode():
+                self.send_response(202)
+                self.send_header("Location", "/v2/team/resnet50/blobs/uploads/u1")
+            else:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="test"')
+            self.end_headers()
+
+        def do_DELETE(self):
+            calls.append(("DELETE", self.path))
+            self.send_response(204)
+            self.end_headers()
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        registry.Registry(host, registry.Credentials("ci", "pw")).check_push("team/resnet50")
+        assert calls[-1] == ("DELETE", "/v2/team/resnet50/blobs/uploads/u1")   # the empty upload is cancelled
+        with pytest.raises(registry.RegistryAuthError, match="refused the credentials of user 'ci'") as refused:
+            registry.Registry(host, registry.Credentials("ci", "wrong")).check_push("team/resnet50")
+        assert refused.value.exit_code == 10
+    finally:
+        server.shutdown()
+
+
+def test_plan_states_are_one_enum_and_read_as_words(matrix):
+    cell = cell_of(matrix)
+    cell.archs[0].local_id = "sha256:local"
+    plan.classify([cell], REVISION, manifests=True)
+    assert cell.archs[1].state is plan.State.missing and cell.status is plan.Outcome.blocked
+    assert json.dumps([cell.archs[1].state, cell.status]) == '["missing", "blocked"]'   # report.json
+    assert f"{plan.State.held_back}" == "held back"                                    # the plan table
