@@ -159,15 +159,14 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
                    "dev_root": "Where the device nodes are (default /dev, or $KUNLUN_DEV_ROOT)."})
 def cdi(c, output="/etc/cdi/kunlunxin-xpu.yaml", dev_root=None):
     """Write a Container Device Interface spec for this host's Kunlun cards (kunlunxin.com/xpu=0, ..., =all)."""
-    devices = training.devices
-    spec = devices.cdi_spec(devices.Cards.discover(Path(dev_root) if dev_root else None))
+    spec = training.devices.cdi_spec(training.devices.Cards.discover(Path(dev_root) if dev_root else None))
     if output == "-":
-        print(devices.cdi_text(spec), end="")
+        print(training.devices.cdi_text(spec), end="")
         return
-    devices.write_cdi(spec, Path(output))
-    names = ", ".join(f"{devices.CDI_KIND}={d['name']}" for d in spec["devices"])
+    training.devices.write_cdi(spec, Path(output))
+    names = ", ".join(f"{training.devices.CDI_KIND}={d['name']}" for d in spec["devices"])
     ui.info(f"wrote {output}: {names}")
-    ui.info(f"use with a CDI-aware runtime, e.g. `docker run --device {devices.CDI_KIND}=0 ...` (Docker 25+, CDI enabled)")
+    ui.info(f"use with a CDI-aware runtime, e.g. `docker run --device {training.devices.CDI_KIND}=0 ...` (Docker 25+, CDI enabled)")
 
 
 @bundle_task(iterable=["model"],
