@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from kunlun_bundle import layout, naming, publishing
@@ -396,43 +397,28 @@ def test_bearer_token_registries_get_a_token_from_their_realm_with_the_credentia
         server.shutdown()
 
 
-def test_a_refused_push_is_told_by_the_registrys_status_not_by_a_message():
+def test_a_refused_push_is_told_by_the_registrys_status_not_by_a_message(monkeypatch):
     """After the daemon's push fails, the registry is asked to start an upload: 401/403 is a refusal (exit 10)."""
-    import http.server
-    import threading
-
     calls = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def answer(method, url, headers=None, **kwargs):
+        calls.append((method, url.split("/v2", 1)[1]))
+        response = requests.Response()
+        if method == "DELETE":
+            response.status_code = 204
+        elif (headers or {}).get("Authorization") == "Basic " + base64.b64encode(b"ci:pw").decode():
+            response.status_code, response.headers["Location"] = 202, "/v2/team/resnet50/blobs/uploads/u1"
+        else:
+            response.status_code, response.headers["WWW-Authenticate"] = 401, 'Basic realm="test"'
+        return response
 
-        def do_POST(self):
-            calls.append(("POST", self.path))
-            if self.headers.get("Authorization") == "Basic " + base64.b64encode(b"ci:pw").decode():
-                self.send_response(202)
-                self.send_header("Location", "/v2/team/resnet50/blobs/uploads/u1")
-            else:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="test"')
-            self.end_headers()
-
-        def do_DELETE(self):
-            calls.append(("DELETE", self.path))
-            self.send_response(204)
-            self.end_headers()
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    host = f"127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        registry.Registry(host, registry.Credentials("ci", "pw")).check_push("team/resnet50")
-        assert calls[-1] == ("DELETE", "/v2/team/resnet50/blobs/uploads/u1")   # the empty upload is cancelled
-        with pytest.raises(registry.RegistryAuthError, match="refused the credentials of user 'ci'") as refused:
-            registry.Registry(host, registry.Credentials("ci", "wrong")).check_push("team/resnet50")
-        assert refused.value.exit_code == 10
-    finally:
-        server.shutdown()
+    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, **kw: answer(method, url, **kw))
+    monkeypatch.setattr(requests.Session, "delete", lambda self, url, **kw: answer("DELETE", url, **kw))
+    registry.Registry("127.0.0.1:5000", registry.Credentials("ci", "pw")).check_push("team/resnet50")
+    assert calls[-1] == ("DELETE", "/team/resnet50/blobs/uploads/u1")   # the empty upload is cancelled
+    with pytest.raises(registry.RegistryAuthError, match="refused the credentials of user 'ci'") as refused:
+        registry.Registry("127.0.0.1:5000", registry.Credentials("ci", "wrong")).check_push("team/resnet50")
+    assert refused.value.exit_code == 10
 
 
 def test_plan_states_are_one_enum_and_read_as_words(matrix):
