@@ -144,7 +144,7 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
     """Train MODEL in its container. Arguments after `--` go to the entrypoint (try `-- --help`)."""
     m = matrix.load(MATRIX)
     [cell] = _cells(m, arch, [model], flavour)[:1]
-    args = (["--devices", str(devices)] if devices else []) + _extra_args()
+    args = _extra_args() + (["--devices", str(devices)] if devices else [])   # after a command (eval ...)
     if nodes:
         code = training.multinode.run_job(cell, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
     else:

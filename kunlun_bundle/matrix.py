@@ -79,6 +79,10 @@ class Flavour(_Strict):
     paddle: dict[str, str]          # arch -> pinned Paddle requirement
     requirements: list[str] = []
     runtime: Optional[str] = None   # an entry of `runtimes`, installed in the framework layer
+    # Installed without their declared dependencies, pinned exactly: what they import is already in
+    # the framework layer (VisualDL's log writer needs numpy, Pillow and protobuf; its dashboard
+    # server's Flask, pandas and matplotlib are not needed to write logs).
+    no_deps: list[str] = []
     # Where a Paddle build not on PyPI comes from: a package index (pip --extra-index-url), or a
     # direct wheel per arch. A direct wheel's dependencies are resolved from the PyPI project
     # `dependencies_of` at the same version (Paddle's device builds share the CPU build's).
@@ -115,7 +119,16 @@ class Model(_Strict):
     excluded: dict[str, str] = {}
     status: Status = Status.ready
     reason: Optional[str] = None
-    recipe: Optional[dict[str, dict[str, Any]]] = None
+    # Named training recipes, each the suite's upstream configuration in PaddleClas's layout
+    # (sections Global, Arch, Optimizer, DataLoader, ...); the first is the default.
+    recipes: dict[str, dict[str, dict[str, Any]]] = {}
+    # What a default `docker run` (no dataset) changes in the recipe: a few small steps.
+    smoke: dict[str, dict[str, Any]] = {}
+
+
+class Task(_Strict):
+    """Recipe keys every model of a task shares (its suite's reader, loss, metric, file names)."""
+    recipe: dict[str, dict[str, Any]] = {}
 
 
 class Matrix(_Strict):
@@ -125,6 +138,7 @@ class Matrix(_Strict):
     runtimes: dict[str, Runtime] = {}
     flavours: dict[str, Flavour] = Field(min_length=1)
     suites: dict[str, Suite] = Field(min_length=1)
+    tasks: dict[str, Task] = {}
     models: dict[str, Model] = Field(min_length=1)
 
     # Set by load(); not part of the file.
@@ -151,9 +165,21 @@ class Matrix(_Strict):
     def paddle_version(self, flavour: str, arch: str) -> str:
         return str(Requirement(self.flavours[flavour].paddle[arch]).specifier).lstrip("=")
 
+    def recipes(self, model: str) -> dict[str, dict]:
+        """The model's named recipes as the image carries them: the task's shared keys under each."""
+        shared = self.tasks[self.models[model].task].recipe
+        return {name: _merge(shared, recipe) for name, recipe in self.models[model].recipes.items()}
+
     def model_archs(self, model: str, flavour: str) -> list[str]:
         """Archs a model can be built for in a flavour: those it supports that the flavour pins Paddle for."""
         return [a for a in self.models[model].archs if a in self.flavours[flavour].paddle]
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -277,6 +303,8 @@ def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, 
             problems += _pinned(at, req)
         for i, req in enumerate(flavour.requirements):
             problems += _valid(("flavours", name, "requirements", i), req)
+        for i, req in enumerate(flavour.no_deps):
+            problems += _exact(("flavours", name, "no_deps", i), req)
         if flavour.runtime and flavour.runtime not in m.runtimes:
             problems.append((("flavours", name, "runtime"),
                              f"unknown runtime '{flavour.runtime}' (expected one of: {one_of(m.runtimes)})"))
@@ -332,9 +360,63 @@ def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, 
                 problems.append((("models", name, "excluded", arch), "an arch cannot be both in archs and excluded"))
         if len(set(model.archs)) != len(model.archs):
             problems.append((("models", name, "archs"), "an arch is listed twice"))
-        if model.status is Status.ready and not model.recipe:
-            problems.append((("models", name, "recipe"), "a ready model needs a recipe"))
+        if model.task not in m.tasks:
+            problems.append((("models", name, "task"), f"unknown task '{model.task}' (expected one of: {one_of(m.tasks)})"))
+        if model.status is Status.ready and not model.recipes:
+            problems.append((("models", name, "recipes"), "a ready model needs at least one recipe"))
+        for recipe in model.recipes:
+            if not _matches(NAME, recipe):
+                problems.append((("models", name, "recipes", recipe),
+                                 "recipe names must be lower-case letters, digits, '.', '_' or '-'"))
     return problems
+
+
+def _recipe_problems(m: Matrix) -> list[tuple[tuple, str]]:
+    """Each model's recipes (with the task's shared keys and the smoke overrides, as the image has them)
+    against the task's recipe schema, the one the image checks -o overrides with. A problem is
+    reported where the key is written: the model's recipe, its smoke, or the task's shared recipe."""
+    problems = []
+    for name, model in m.models.items():
+        if model.task not in m.tasks:
+            continue
+        shared = m.tasks[model.task].recipe
+        for recipe_name, recipe in model.recipes.items():
+            # as run with a dataset, and as the smoke run (its overrides on top)
+            merged = _merge(shared, recipe)
+            as_written = recipe_schema().problems(merged, model.task)
+            smoked = [(at, why) for at, why in recipe_schema().problems(_merge(merged, model.smoke), model.task)
+                      if _has(model.smoke, at)]
+            for at, message in dict.fromkeys(as_written + smoked):
+                if (at, message) in smoked:
+                    where = ("models", name, "smoke", *at)
+                elif _has(recipe, at):
+                    where = ("models", name, "recipes", recipe_name, *at)
+                else:
+                    where = ("tasks", model.task, "recipe", *at)
+                problems.append((where, message))
+    return list(dict.fromkeys(problems))   # a shared key's problem once, not once per model
+
+
+def _has(tree: dict, at: tuple) -> bool:
+    for part in at:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def recipe_schema():
+    """The recipe schema the images use (entrypoints/kunlun_train/schema.py), loaded by path."""
+    import importlib.util
+    import sys
+    name = "kunlun_train_recipe_schema"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "entrypoints" / "kunlun_train" / "schema.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def patch_path(suite: str, patch: str) -> Path:
@@ -392,6 +474,7 @@ def load(path: str | Path = "matrix.yaml") -> Matrix:
         problems += _schema_problems(exc)
     if matrix is not None:
         problems += _reference_problems(matrix, path.parent)
+        problems += _recipe_problems(matrix)
     if problems:
         lines = []
         for at, message in problems:

@@ -1,5 +1,5 @@
 """`invoke list`: the matrix as two tables. Models: suite, state (ready, or planned and why), archs
-(and the ones excluded, with the reason), flavours and image tags. Flavours: state, device, Paddle
+(and the ones excluded, with the reason), flavours, recipes and image tags. Flavours: state, device, Paddle
 pins and base."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def model_rows(m: Matrix) -> list[list[str]]:
         flavours = [f for f in m.flavours if m.model_archs(name, f)]
         archs = model.archs + [f"not {arch}: {why}" for arch, why in model.excluded.items()]
         rows.append([name, f"{model.suite} {suite.version}", state, "\n".join(archs),
-                     ", ".join(flavours), "\n".join(tags) or "-"])
+                     ", ".join(flavours), "\n".join(model.recipes) or "-", "\n".join(tags) or "-"])
     return rows
 
 
@@ -35,5 +35,5 @@ def flavour_rows(m: Matrix) -> list[list[str]]:
 
 
 def show(m: Matrix) -> None:
-    ui.table(["model", "suite", "state", "archs", "flavours", "image tags"], model_rows(m))
+    ui.table(["model", "suite", "state", "archs", "flavours", "recipes (first: default)", "image tags"], model_rows(m))
     ui.table(["flavour", "state", "device", "paddle", "base"], flavour_rows(m))

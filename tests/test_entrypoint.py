@@ -1,8 +1,10 @@
 """The in-image entrypoint's logic, run on the host without Paddle or Docker: arguments,
 recipes and overrides, CPU detection, dataset validation, the log format, checkpoints."""
 import io
-import sys
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,17 +13,23 @@ from kunlun_train.datasets import classification as datasets
 from kunlun_train.errors import TrainError
 from kunlun_train.steplog import StepLog
 
-RECIPE = {"Bundle": {"model": "resnet50", "task": "classification", "suite": "paddleclas"},
-          "Global": {"steps": 10, "image_size": 224, "seed": 42},
+from tests.sample_data.classification import flowers as flowers_dataset
+
+RECIPE = {"Global": {"steps": None, "epochs": 120, "image_size": 224, "seed": 42},
           "Arch": {"name": "ResNet50", "class_num": 1000},
-          "DataLoader": {"batch_size": 2},
-          "Optimizer": {"name": "Momentum", "momentum": 0.9, "learning_rate": 0.01}}
+          "DataLoader": {"batch_size": 64, "train_list": "train_list.txt"},
+          "Optimizer": {"name": "Momentum", "momentum": 0.9,
+                        "lr": {"name": "Piecewise", "learning_rate": 0.1, "decay_epochs": [30, 60, 90]}}}
+RECIPES = {"Bundle": {"model": "resnet50", "task": "classification", "suite": "paddleclas"},
+           "recipes": {"imagenet": RECIPE,
+                       "flowers102-finetune": {**RECIPE, "Arch": {"name": "ResNet50", "class_num": 102}}},
+           "smoke": {"Global": {"steps": 10}, "DataLoader": {"batch_size": 2}}}
 
 
 @pytest.fixture
 def recipe_file(tmp_path, monkeypatch):
     path = tmp_path / "recipe.json"
-    path.write_text(json.dumps(RECIPE))
+    path.write_text(json.dumps(RECIPES))
     monkeypatch.setenv("KUNLUN_RECIPE", str(path))
     monkeypatch.setenv("KUNLUN_MODEL", "resnet50")
     return path
@@ -30,8 +38,8 @@ def recipe_file(tmp_path, monkeypatch):
 # --- recipes and -o overrides ------------------------------------------------------------
 
 def test_overrides_parse_values_like_paddleclas():
-    out = recipe.override(RECIPE, ["Optimizer.learning_rate=0.1", "Arch.class_num=102", "Arch.name=VGG16"])
-    assert out["Optimizer"]["learning_rate"] == 0.1
+    out = recipe.override(RECIPE, ["Optimizer.lr.learning_rate=0.5", "Arch.class_num=102", "Arch.name=VGG16"])
+    assert out["Optimizer"]["lr"]["learning_rate"] == 0.5
     assert out["Arch"]["class_num"] == 102
     assert out["Arch"]["name"] == "VGG16"
     assert RECIPE["Arch"]["class_num"] == 1000, "the original recipe is left alone"
@@ -49,12 +57,48 @@ def test_an_override_needs_an_equals_sign():
         recipe.override(RECIPE, ["Global.steps"])
 
 
-def test_shortcut_flags_and_defaults(recipe_file):
+def test_without_data_the_smoke_overrides_apply(recipe_file):
+    """A default `docker run` is a few small steps of the real recipe on synthetic data."""
+    args, effective = cli.prepare(["--threads", "1"])
+    assert args.command == "train" and args.recipe_name == "imagenet"
+    assert effective["Global"]["steps"] == 10 and effective["DataLoader"]["batch_size"] == 2
+    assert effective["Optimizer"]["lr"]["decay_epochs"] == [30, 60, 90]      # the recipe underneath is real
+    assert effective["Global"]["threads"] == 1 and args.threads_reason == "--threads"
+
+
+def test_with_data_the_recipe_runs_as_written(recipe_file, tmp_path):
+    _, effective = cli.prepare(["--data", str(flowers_dataset(tmp_path, classes=3)), "--threads", "1"])
+    assert effective["Global"]["steps"] is None and effective["DataLoader"]["batch_size"] == 64
+
+
+def test_a_named_recipe_is_selected_and_a_wrong_name_lists_the_others(recipe_file):
+    args, effective = cli.prepare(["--recipe", "flowers102-finetune", "--threads", "1"])
+    assert args.recipe_name == "flowers102-finetune" and effective["Arch"]["class_num"] == 102
+    with pytest.raises(TrainError, match="--recipe nope: this image has the recipes imagenet, flowers102-finetune"):
+        cli.prepare(["--recipe", "nope"])
+
+
+def test_shortcut_flags(recipe_file):
     args, effective = cli.prepare(["--steps", "3", "--batch-size", "4", "--threads", "1"])
     assert effective["Global"]["steps"] == 3
     assert effective["DataLoader"]["batch_size"] == 4
-    assert effective["DataLoader"]["train_list"] == "train_list.txt"   # the task's default
-    assert effective["Global"]["threads"] == 1 and args.threads_reason == "--threads"
+    assert effective["DataLoader"]["train_list"] == "train_list.txt"   # the task's key, from the recipe
+
+
+def test_eval_of_a_checkpoint_uses_the_recipe_it_was_trained_with(recipe_file, tmp_path):
+    trained = {**RECIPE, "Arch": {"name": "ResNet50", "class_num": 4}, "Bundle": {"recipe": "flowers102-finetune"}}
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best/state.json").write_text(json.dumps({"step": 60, "recipe": trained}))
+    (tmp_path / "val_list.txt").write_text("best/state.json 3\n")   # any file: the list is what is checked
+    args, effective = cli.prepare(["eval", "--weights", str(tmp_path / "best"), "--data", str(tmp_path), "--threads", "1"])
+    assert args.command == "eval" and effective["Arch"]["class_num"] == 4
+    assert args.recipe_name == "flowers102-finetune"
+
+
+def test_the_commands_parse(recipe_file):
+    assert cli.prepare(["export", "--weights", "w.pdparams", "--output", "/out", "--threads", "1"])[0].command == "export"
+    args, _ = cli.prepare(["predict", "--model", "/out", "--input", "a.jpg", "--input", "dir", "--threads", "1"])
+    assert args.command == "predict" and args.input == ["a.jpg", "dir"]
 
 
 def test_resume_needs_an_output_directory(recipe_file):
@@ -68,19 +112,28 @@ def test_bad_arguments_exit_2_with_one_line(recipe_file, capsys):
     assert err.startswith("error: -o Nope.x=1: unknown recipe key 'Nope'") and "Traceback" not in err
 
 
-def test_print_recipe_shows_the_effective_recipe(recipe_file, capsys):
+def test_print_recipe_shows_upstream_smoke_and_effective(recipe_file, capsys):
     assert cli.main(["--print-recipe", "--steps", "7", "--threads", "2"]) == 0
-    assert json.loads(capsys.readouterr().out)["Global"]["steps"] == 7
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["recipe"] == "imagenet" and shown["smoke_applied"] is True
+    assert shown["upstream"]["DataLoader"]["batch_size"] == 64 and shown["smoke"]["DataLoader"]["batch_size"] == 2
+    assert shown["effective"]["Global"]["steps"] == 7
 
 
-def test_help_explains_the_options(recipe_file, capsys):
+def test_help_explains_the_commands_and_options(recipe_file, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--steps", "--batch-size", "--data", "--output", "--resume", "--threads", "-o KEY=VALUE"):
-        assert option in text
+    for command in ("train", "eval", "export", "predict"):
+        assert command in text
     assert "docker run kunlun/resnet50" in text
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--steps", "--epochs", "--batch-size", "--data", "--output", "--resume", "--threads",
+                   "--eval-every", "--pretrained", "--export", "--recipe", "--workers", "-o KEY=VALUE"):
+        assert option in text, option
 
 
 # --- CPU threads -------------------------------------------------------------------------
@@ -230,3 +283,42 @@ def test_other_ranks_say_which_rank_they_are():
     summary = log.summary()
     assert out.getvalue().startswith("[resnet50 rank 1] step 1/2 | loss 6.900000")
     assert summary["event"] == "rank summary" and summary["rank"] == 1 and summary["model"] == "resnet50"
+
+
+# --- a read-only root filesystem (docker run --read-only) -------------------------------------
+
+def test_a_read_only_home_moves_temp_files_and_caches_to_shm(tmp_path, monkeypatch):
+    home = "/home/kunlun"
+    env = {"HOME": home, "XDG_CACHE_HOME": f"{home}/.cache", "PPNLP_HOME": f"{home}/.paddlenlp"}
+    monkeypatch.setattr("tempfile.tempdir", None)
+    notice = resources.writable_scratch(env, fallback=str(tmp_path / "shm"), writable=lambda path: False)
+    assert "read-only root filesystem" in notice
+    assert env["HOME"] == str(tmp_path / "shm/home") and env["XDG_CACHE_HOME"] == str(tmp_path / "shm/home/.cache")
+    assert env["PPNLP_HOME"] == str(tmp_path / "shm/home/.paddlenlp") and env["TMPDIR"] == str(tmp_path / "shm/tmp")
+
+
+def test_a_writable_home_is_left_alone(tmp_path):
+    env = {"HOME": str(tmp_path)}
+    assert resources.writable_scratch(env, fallback=str(tmp_path / "shm")) is None and env == {"HOME": str(tmp_path)}
+
+
+# --- the environment stamp (`check`) -----------------------------------------------------------
+
+def test_the_check_names_each_device_node_and_whether_it_opens(tmp_path):
+    from kunlun_train import check
+    (tmp_path / "xpu0").write_bytes(b"")          # a stand-in node: a file this user can open
+    (tmp_path / "xpuctrl").write_bytes(b"")
+    (tmp_path / "null").write_bytes(b"")          # not a Kunlun node
+    assert check.nodes(tmp_path) == {str(tmp_path / "xpu0"): "rw", str(tmp_path / "xpuctrl"): "rw"}
+
+
+def test_a_bad_dataset_fails_before_paddle_is_imported(recipe_file, tmp_path, root):
+    """The lists are read in prepare(), which imports no Paddle: the error comes in a second."""
+    data = flowers_dataset(tmp_path, classes=3)
+    (data / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/image_00002.png 9999\n")
+    script = ("import sys; from kunlun_train import cli; code = cli.main(['--data', sys.argv[1], '--threads', '1']); "
+              "print(code, 'paddle' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(data)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root / "entrypoints")})
+    assert result.stdout.split() == ["2", "False"]                 # exit 2, and Paddle never imported
+    assert "train_list.txt:2: label 9999 outside 0..999" in result.stderr

@@ -21,7 +21,7 @@ def test_unknown_key_lists_the_allowed_keys(write_matrix):
     path = write_matrix(lambda d: d["models"]["resnet50"].update(colour="red"))
     message = problems(path)
     assert "models.resnet50.colour: unknown key 'colour'" in message
-    assert "expected one of: title, suite, task, archs, excluded, status, reason, recipe" in message
+    assert "expected one of: title, suite, task, archs, excluded, status, reason, recipes, smoke" in message
     assert f"{path}:" in message
 
 
@@ -101,7 +101,7 @@ def test_not_yaml_names_the_line(write_matrix):
 
 def test_line_numbers_point_at_the_key(root, write_matrix):
     text = (root / "matrix.yaml").read_text()
-    text = text.replace("    suite: paddleclas\n    task: classification\n    archs: [x86_64, aarch64]\n    recipe:",
-                        "    suite: paddleclaz\n    task: classification\n    archs: [x86_64, aarch64]\n    recipe:", 1)
+    text = text.replace("    suite: paddleclas\n    task: classification\n    archs: [x86_64, aarch64]\n    recipes:",
+                        "    suite: paddleclaz\n    task: classification\n    archs: [x86_64, aarch64]\n    recipes:", 1)
     line = text.splitlines().index("    suite: paddleclaz") + 1
     assert f"matrix.yaml:{line}: models.resnet50.suite" in problems(write_matrix(text=text))

@@ -56,11 +56,11 @@ def test_ranks_get_disjoint_shards_and_different_seeds():
 def test_one_worker_trains_without_the_launcher(monkeypatch, tmp_path):
     """--devices 1 (or none) trains in this process; the launcher is only for two or more."""
     recipe = tmp_path / "recipe.json"
-    recipe.write_text('{"Bundle": {"task": "classification"}, "Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}')
+    recipe.write_text('{"Bundle": {"task": "classification"}, "recipes": {"r": {"Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}}}')
     monkeypatch.setenv("KUNLUN_RECIPE", str(recipe))
     launched, trained = [], []
     monkeypatch.setattr(cli, "launch", lambda *a: launched.append(a) or 0)
-    monkeypatch.setattr(cli, "train", lambda *a: trained.append(a) or 0)
+    monkeypatch.setattr(cli, "run", lambda *a: trained.append(a) or 0)
     cli.main(["--devices", "1"])
     assert trained and not launched
     cli.main(["--devices", "2", "--threads", "2"])
@@ -99,10 +99,42 @@ def test_launcher_options_are_not_passed_on_to_the_workers():
 
 def test_the_rank_can_come_from_a_kubernetes_indexed_job(monkeypatch, tmp_path):
     recipe = tmp_path / "recipe.json"
-    recipe.write_text('{"Bundle": {"task": "classification"}, "Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}')
+    recipe.write_text('{"Bundle": {"task": "classification"}, "recipes": {"r": {"Global": {"steps": 1}, "DataLoader": {"batch_size": 1}}}}')
     monkeypatch.setenv("KUNLUN_RECIPE", str(recipe))
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
     monkeypatch.setenv("KUNLUN_NNODES", "2")
     monkeypatch.setenv("KUNLUN_MASTER", "job-0.job:8090")
     args, _ = cli.prepare([])
     assert args.nodes == parallel.Nodes(2, "job-0.job:8090", 1)
+
+
+# --- the collectives' network interface (gloo on CPU, BKCL on Kunlun cards) -------------------
+
+def test_one_node_talks_over_loopback():
+    assert parallel.collective_env(None, env={}) == {"GLOO_SOCKET_IFNAME": "lo", "BKCL_SOCKET_IFNAME": "lo"}
+
+
+def test_several_nodes_use_the_interface_that_routes_to_the_master():
+    """Not docker0 or a veth that happens to be listed first: the one with this node's address towards the master."""
+    nodes = parallel.Nodes(2, "job-0.job:8090", 1)
+    found = parallel.collective_env(nodes, env={}, find_interfaces=lambda: {"lo": "127.0.0.1", "docker0": "172.17.0.1",
+                                                                            "eth0": "10.2.3.4"},
+                                    find_source=lambda host, port: "10.2.3.4")
+    assert found == {"GLOO_SOCKET_IFNAME": "eth0", "BKCL_SOCKET_IFNAME": "eth0"}
+
+
+def test_an_interface_the_user_set_wins():
+    assert parallel.collective_env(None, env={"GLOO_SOCKET_IFNAME": "ib0", "BKCL_SOCKET_IFNAME": "ib0"}) == {}
+    assert parallel.collective_env(None, env={"BKCL_SOCKET_IFNAME": "ib0"}) == {"GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_no_interface_with_the_route_source_is_a_clear_error():
+    nodes = parallel.Nodes(2, "job-0.job:8090", 1)
+    with pytest.raises(TrainError, match="no interface has 10.9.9.9.*set GLOO_SOCKET_IFNAME"):
+        parallel.collective_env(nodes, env={}, find_interfaces=lambda: {"lo": "127.0.0.1"},
+                                find_source=lambda host, port: "10.9.9.9")
+
+
+def test_this_hosts_interfaces_and_route_are_read():
+    assert parallel.interfaces().get("lo") == "127.0.0.1"
+    assert parallel.route_source("127.0.0.1", 9) == "127.0.0.1"

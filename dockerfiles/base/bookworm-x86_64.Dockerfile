@@ -13,5 +13,5 @@ LABEL org.opencontainers.image.title="Debian bookworm base (x86_64)" \
       io.kunlun.layer="base" \
       io.kunlun.arch="x86_64" \
       io.kunlun.base.release="bookworm" \
-      io.kunlun.base.packages="python3,python3-venv,ca-certificates,libgomp1,patch"
+      io.kunlun.base.packages="python3,python3-venv,ca-certificates,libgomp1,patch,tini"
 CMD ["bash"]

@@ -19,4 +19,6 @@ LABEL org.opencontainers.image.title="BERT-base training, cpu (aarch64)" \
       io.kunlun.suite.version="2.8.1"
 USER kunlun
 WORKDIR /home/kunlun
-ENTRYPOINT ["python", "-m", "kunlun_train"]
+# tini (-s: also when Docker's own --init runs first) forwards stop signals to the trainer and reaps
+# every process it leaves, so none outlives the container's main process holding a card.
+ENTRYPOINT ["tini", "-s", "--", "python", "-m", "kunlun_train"]

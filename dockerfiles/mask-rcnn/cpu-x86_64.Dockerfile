@@ -19,4 +19,6 @@ LABEL org.opencontainers.image.title="Mask R-CNN R50-FPN training, cpu (x86_64)"
       io.kunlun.suite.version="2.6.0"
 USER kunlun
 WORKDIR /home/kunlun
-ENTRYPOINT ["python", "-m", "kunlun_train"]
+# tini (-s: also when Docker's own --init runs first) forwards stop signals to the trainer and reaps
+# every process it leaves, so none outlives the container's main process holding a card.
+ENTRYPOINT ["tini", "-s", "--", "python", "-m", "kunlun_train"]

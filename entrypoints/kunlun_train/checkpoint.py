@@ -23,17 +23,46 @@ def latest(output: str | Path) -> tuple[int, Path] | None:
 
 def save(output: str | Path, step: int, write_files, state: dict) -> Path:
     """write_files(directory) writes the model and optimizer files; state.json marks completion."""
+    return save_as(output, f"ckpt-{step:06d}", write_files, {**state, "step": step})
+
+
+def save_as(output: str | Path, name: str, write_files, state: dict) -> Path:
+    """A checkpoint directory under a name of its own (`best`), replaced atomically."""
     output = Path(output)
-    final = output / f"ckpt-{step:06d}"
-    tmp = output / f".ckpt-{step:06d}.tmp"
+    final = output / name
+    tmp = output / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_files(tmp)
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    if final.exists():   # replace: move the old one aside first, so a crash leaves one complete copy
+        old = output / f".{name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
     return final
 
 
 def state(directory: Path) -> dict:
     return json.loads((directory / "state.json").read_text())
+
+
+def recipe_of(weights: str | Path | None) -> dict | None:
+    """The recipe a checkpoint directory was trained with (its state.json), or None."""
+    if not weights or not (Path(weights) / "state.json").is_file():
+        return None
+    return state(Path(weights)).get("recipe")
+
+
+def prune(output: str | Path, keep: int | None) -> list[Path]:
+    """Remove all but the newest `keep` ckpt-* directories (best/ is never touched); returns the removed."""
+    if not keep:
+        return []
+    found = sorted((int(m.group(1)), d) for d in Path(output).glob("ckpt-*") if (m := PATTERN.match(d.name)))
+    removed = [d for _, d in found[:-keep]]
+    for d in removed:
+        shutil.rmtree(d, ignore_errors=True)
+    return removed

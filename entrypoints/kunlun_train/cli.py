@@ -1,27 +1,31 @@
-"""`docker run kunlun/<model> [options]`: parse, prepare (recipe, CPU threads, dataset checks),
-then import Paddle and train. Errors a user can fix print one line and exit 2."""
+"""`docker run kunlun/<model> [train|eval|export|predict] [options]`: parse, prepare (recipe, CPU threads,
+dataset checks), then import Paddle and run the engine. Errors a user can fix print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import json
 import os
-import platform
+import signal
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from . import checkpoint, parallel, recipe as recipes, resources
+from . import checkpoint, parallel, recipe as recipes, resources, schema
 from .device import choose as choose_device, facts as device_facts
 from .errors import TrainError
 
-
-def merge(base: dict, top: dict) -> dict:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for key, value in top.items():
-        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+COMMANDS = {
+    "train": "train the model (the default command)",
+    "eval": "evaluate weights (a checkpoint or .pdparams) on the dataset's validation split",
+    "export": "write a Paddle inference model (inference.json + .pdiparams + inference.yml) from weights",
+    "predict": "run an exported inference model with paddle.inference on images, files or a directory",
+    "check": "print this container's environment stamp (Paddle build, XPU runtime and driver, device nodes, "
+             "visible cards) and run paddle.utils.run_check()",
+}
+RECIPE_FILE = "/opt/kunlun/recipe.json"
 
 
 def _env_rank() -> int | None:
@@ -29,24 +33,14 @@ def _env_rank() -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def parser(model: str, data_help: str = "a dataset directory", synthetic: str = "synthetic data") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"docker run kunlun/{model}",
-        description=f"Train {model} from random initialisation for a bounded number of steps, on synthetic "
-                    "data or on a mounted dataset. Prints one line per step and a JSON summary line.",
-        epilog="examples:\n"
-               f"  docker run --rm kunlun/{model} --steps 20\n"
-               f"  docker run --rm -v $PWD/flowers:/data:ro kunlun/{model} --data /data -o Arch.class_num=102\n"
-               f"  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --resume\n"
-               f"  invoke run {model} --data DIR --output DIR -- --steps 5   (mounts filled in for you)",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, help="total training steps (recipe Global.steps); with --resume, "
-                   "counted from the start of the first run")
-    p.add_argument("--batch-size", type=int, help="samples per step (recipe DataLoader.batch_size)")
-    p.add_argument("--data", metavar="DIR", help=f"train on {data_help}. Default: {synthetic}")
-    p.add_argument("--output", metavar="DIR", help="save checkpoints here (at the end and every --save-every steps)")
-    p.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N steps")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+def _common(p: argparse.ArgumentParser, names: list[str]) -> None:
+    """Options every command takes: the recipe, threads, devices and nodes."""
+    p.add_argument("--recipe", metavar="NAME", help=f"which recipe: {', '.join(names)} (default: {names[0]})")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a recipe key, PaddleClas style, e.g. -o Optimizer.lr.learning_rate=0.1 (repeatable; "
+                        "--print-recipe shows the keys)")
+    p.add_argument("--print-recipe", action="store_true",
+                   help="print the recipe (upstream values, smoke overrides, effective values) as JSON and exit")
     p.add_argument("--threads", type=int, help="CPU threads in all (default: the CPUs this container may use)")
     p.add_argument("--devices", metavar="N|IDS", help="data-parallel workers through paddle.distributed.launch: "
                    "a count (2) or device ids (0,1). On CPU each is a process (gloo) sharing the threads")
@@ -57,39 +51,158 @@ def parser(model: str, data_help: str = "a dataset directory", synthetic: str = 
                    help="rank 0's address for the launcher's rendezvous (env KUNLUN_MASTER); rank 0 serves it")
     p.add_argument("--rank", type=int, metavar="R", default=_env_rank(),
                    help="this node's rank, 0..N-1 (env KUNLUN_RANK, or JOB_COMPLETION_INDEX in a Kubernetes indexed Job)")
-    p.add_argument("--require-xpu", action="store_true", help="fail instead of training on CPU when no "
+    p.add_argument("--require-xpu", action="store_true", help="fail instead of running on CPU when no "
                    "Kunlun XPU is visible (by default: XPUs when mapped in and Paddle supports them, else CPU)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a recipe key, PaddleClas style, e.g. -o Optimizer.learning_rate=0.1 (repeatable)")
-    p.add_argument("--print-recipe", action="store_true", help="print the effective recipe as JSON and exit")
-    p.add_argument("--recipe", default=os.environ.get("KUNLUN_RECIPE", "/opt/kunlun/recipe.json"),
-                   help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, metavar="N", help="DataLoader worker processes per rank (default: "
+                   "recipe DataLoader.workers; auto = half this rank's CPUs, 1..4, none for synthetic data)")
+    p.add_argument("--batch-size", type=int, help="samples per step and rank (recipe DataLoader.batch_size)")
+    p.add_argument("--recipe-file", default=os.environ.get("KUNLUN_RECIPE", RECIPE_FILE), help=argparse.SUPPRESS)
+
+
+def _dirs(p: argparse.ArgumentParser, data: str, output: str) -> None:
+    p.add_argument("--data", metavar="DIR", help=data)
+    p.add_argument("--output", metavar="DIR", help=output)
+
+
+def parser(model: str, data_help: str, synthetic: str, names: list[str],
+           examples: str | None = None) -> argparse.ArgumentParser:
+    """examples: the task's own --help examples ({model} filled in), instead of the dataset ones."""
+    p = argparse.ArgumentParser(
+        prog=f"docker run kunlun/{model}",
+        description=f"Train, evaluate, export and predict with {model}, the way its suite trains it. Without "
+                    f"--data a short smoke run on {synthetic}. Commands: "
+                    + "; ".join(f"{c}: {h}" for c, h in COMMANDS.items()) + ".",
+        epilog="examples:\n"
+               f"  docker run --rm kunlun/{model}                                   # smoke: a few steps, synthetic data\n"
+               f"  docker run --rm -v $PWD/flowers:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
+               f"      --data /data --output /output --recipe {names[-1]} --epochs 5\n"
+               f"  docker run --rm -v ... kunlun/{model} --data /data --output /output --resume\n"
+               f"  docker run --rm -v ... kunlun/{model} eval --data /data --weights /output/best\n"
+               f"  docker run --rm -v ... kunlun/{model} export --weights /output/best --to /output/inference\n"
+               f"  docker run --rm -v ... kunlun/{model} predict --model /output/inference --input /data/jpg\n"
+               f"  invoke run {model} --data D --output O -- --epochs 5   (mounts filled in for you)\n"
+               f"  invoke run {model} --data D --output O -- eval         (O/best on D's validation split)\n"
+               f"  invoke run {model} --output O -- export                (O/best -> O/inference)\n"
+               f"  invoke run {model} --data D --output O -- predict      (O/inference on D's images)\n"
+               f"`docker run kunlun/{model} COMMAND --help` explains a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    if examples:
+        p.epilog = "examples:\n" + examples.format(model=model)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help=COMMANDS["train"], description=COMMANDS["train"])
+    _common(train, names)
+    _dirs(train, f"train on {data_help}. Default: {synthetic} (smoke)",
+          "save checkpoints (ckpt-NNNNNN/, best/), metrics.jsonl and VisualDL logs (vdl/) here")
+    train.add_argument("--steps", type=int, help="train this many steps (the schedule is fitted to them); with "
+                       "--resume, counted from the start of the first run")
+    train.add_argument("--epochs", type=float, help="train this many epochs of the data (the schedule is fitted to "
+                       "them). Default: the recipe's Global.epochs, or its smoke steps without --data")
+    train.add_argument("--save-every", type=int, default=0, metavar="N", help="also save a checkpoint every N steps")
+    train.add_argument("--save-minutes", type=float, default=10.0, metavar="M",
+                       help="also save a checkpoint when M minutes have passed since the last one (default 10; 0: off)")
+    train.add_argument("--keep", type=int, default=5, metavar="K",
+                       help="keep the newest K ckpt-* directories, remove older ones (default 5; 0: keep all; "
+                            "best/ is always kept)")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    train.add_argument("--eval-every", metavar="N|Ne", help="evaluate on the validation split every N steps, or every "
+                       "N epochs with Ne (default: the recipe's Global.eval_interval epochs when the data has one)")
+    train.add_argument("--pretrained", metavar="FILE", help="start from these weights (.pdparams, e.g. the suite's "
+                       "published ones, or a checkpoint directory); tensors of another shape are skipped and named")
+    train.add_argument("--export", metavar="DIR", help="at the end, also export an inference model here")
+
+    evaluate = sub.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
+    _common(evaluate, names)
+    _dirs(evaluate, f"the dataset: {data_help}", "a training output directory: its best/ is the default --weights")
+    evaluate.add_argument("--weights", metavar="PATH", help="a checkpoint directory or .pdparams file (default: OUTPUT/best)")
+    evaluate.add_argument("--predictions", metavar="FILE", help="also write every sample's prediction (JSON lines)")
+
+    export = sub.add_parser("export", help=COMMANDS["export"], description=COMMANDS["export"])
+    _common(export, names)
+    _dirs(export, argparse.SUPPRESS, "a training output directory: default --weights OUTPUT/best, --to OUTPUT/inference")
+    export.add_argument("--weights", metavar="PATH", help="a checkpoint directory or .pdparams file (default: OUTPUT/best)")
+    export.add_argument("--to", metavar="DIR", help="where the inference model goes (default: OUTPUT/inference)")
+
+    predict = sub.add_parser("predict", help=COMMANDS["predict"], description=COMMANDS["predict"])
+    _common(predict, names)
+    _dirs(predict, "default --input", "a training output directory: its inference/ is the default --model")
+    predict.add_argument("--model", metavar="DIR", help="an exported inference model directory (default: OUTPUT/inference)")
+    predict.add_argument("--input", metavar="PATH", action="append",
+                         help="an input file or a directory of them (repeatable; default: DATA)")
+    predict.add_argument("--labels", metavar="FILE", help="label names: '<id> <name>' or one name per line")
+    predict.add_argument("--topk", type=int, default=None, metavar="K", help="how many classes to show")
+    predict.add_argument("--save", metavar="FILE", help="also write the results as JSON lines")
+
+    check = sub.add_parser("check", help=COMMANDS["check"], description=COMMANDS["check"])
+    _common(check, names)
+    _dirs(check, argparse.SUPPRESS, argparse.SUPPRESS)
     return p
+
+
+def split_command(argv: list[str]) -> list[str]:
+    """`docker run IMAGE --steps 5` means train: the command may be left out."""
+    if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help")):
+        return argv
+    return ["train", *argv]
+
+
+def _defaults(args: argparse.Namespace) -> None:
+    """eval, export and predict default to a training run's --output (and predict to --data), so
+    `invoke run MODEL --data D --output O -- eval` (or export, predict) needs nothing more."""
+    out = Path(args.output) if args.output else None
+    needed = {"eval": [("weights", "best")], "export": [("weights", "best"), ("to", "inference")],
+              "predict": [("model", "inference")]}.get(args.command, [])
+    for name, default in needed:
+        if getattr(args, name) is None:
+            if out is None:
+                raise TrainError(f"{args.command} needs --{name} (or --output, a training run's directory)")
+            setattr(args, name, str(out / default))
+    if args.command == "predict" and not args.input:
+        if not args.data:
+            raise TrainError("predict needs --input FILE|DIR (or --data DIR)")
+        args.input = [args.data]
 
 
 def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """Everything that needs no Paddle: arguments, the effective recipe, the thread count."""
-    from .trainers import task
+    from .tasks import spec as task_spec
     model = os.environ.get("KUNLUN_MODEL", "model")
-    recipe_path = os.environ.get("KUNLUN_RECIPE", "/opt/kunlun/recipe.json")
-    raw = recipes.load(recipe_path) if os.path.exists(recipe_path) else {}
-    spec = task(raw.get("Bundle", {}).get("task", "classification"))
-    args = parser(model, spec.data_help, spec.synthetic).parse_args(argv)
-    if args.recipe != recipe_path:
-        raw = recipes.load(args.recipe)
-    recipe = recipes.override(merge(spec.defaults, raw), args.override)
-    if args.steps is not None:
-        recipe["Global"]["steps"] = args.steps
+    recipe_path = os.environ.get("KUNLUN_RECIPE", RECIPE_FILE)
+    found = recipes.load(recipe_path) if os.path.exists(recipe_path) else None
+    names = list(found.recipes) if found else ["default"]
+    spec = task_spec((found.bundle if found else {}).get("task", "classification"))
+    args = parser(model, spec.data_help, spec.synthetic, names, spec.examples).parse_args(split_command(argv))
+    if args.recipe_file != recipe_path or found is None:
+        found = recipes.load(args.recipe_file)
+    _defaults(args)
+    args.recipe_name, upstream = found.select(args.recipe)
+    trained = checkpoint.recipe_of(getattr(args, "weights", None))
+    if trained is not None and args.recipe is None:
+        # eval/export of our own checkpoint: the recipe it was trained with (class count, input size, ...)
+        args.recipe_name, upstream = trained.get("Bundle", {}).get("recipe", args.recipe_name), trained
+        upstream = {k: v for k, v in upstream.items() if k != "Bundle"}
+    smoke = getattr(args, "data", None) is None and args.command in ("train", "eval") and bool(found.smoke)
+    effective = recipes.merge(upstream, found.smoke) if smoke else upstream
+    effective = recipes.override(effective, args.override)
+    effective["Bundle"] = {**found.bundle, "recipe": args.recipe_name}
+    args.recipe_view = {"recipe": args.recipe_name, "upstream": upstream, "smoke": found.smoke or None,
+                        "smoke_applied": smoke, "effective": effective}
+    if getattr(args, "steps", None) is not None:
+        effective["Global"]["steps"] = args.steps
     if args.batch_size is not None:
-        recipe["DataLoader"]["batch_size"] = args.batch_size
-    if recipe["Global"]["steps"] < 1 or recipe["DataLoader"]["batch_size"] < 1:
-        raise TrainError("--steps and --batch-size must be at least 1")
-    if args.resume and not args.output:
+        effective["DataLoader"]["batch_size"] = args.batch_size
+    for flag, least in (("steps", 1), ("epochs", 0.001), ("batch_size", 1), ("threads", 1), ("workers", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < least:
+            raise TrainError(f"--{flag.replace('_', '-')} must be at least {least:g}")
+    wrong = schema.problems(effective, found.bundle.get("task", "classification"))
+    if wrong:
+        raise TrainError("the recipe has " + "; ".join(f"{'.'.join(map(str, at))}: {why}" for at, why in wrong)
+                         + " (-o KEY=VALUE sets a key; --print-recipe shows them)")
+    if getattr(args, "resume", False) and not args.output:
         raise TrainError("--resume needs --output (where the checkpoints are)")
-    if args.threads is not None and args.threads < 1:
-        raise TrainError("--threads must be at least 1")
     args.choice = choose_device(device_facts(args.require_xpu))
-    recipe["Global"]["device"] = args.choice.kind   # trainers pass it to their suite's device flags
+    effective["Global"]["device"] = args.choice.kind   # tasks pass it to their suite's device flags
     if args.devices is None and args.choice.kind == "xpu" and not parallel.World.from_env().distributed:
         args.devices = str(len(args.choice.ids))     # every visible card, numbered within the visible set
     args.device_ids = parallel.parse_devices(args.devices)
@@ -97,12 +210,15 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     threads, why = (args.threads, "--threads") if args.threads else resources.usable_cpus()
     if not args.threads and spec.max_threads and threads > spec.max_threads:
         threads, why = spec.max_threads, f"{why}; this task runs fastest on {spec.max_threads} (--threads to change)"
-    world = parallel.World.from_env()
-    if world.distributed:   # a launched worker: launch() divided the threads among the workers
+    if parallel.World.from_env().distributed:   # a launched worker: launch() divided the threads among the workers
         why = "this worker's share of the container's CPUs"
-    recipe["Global"]["threads"] = threads
+    effective["Global"]["threads"] = threads
     args.threads_reason = why
-    return args, recipe
+    args.spec = spec
+    if getattr(args, "data", None) and args.command in ("train", "eval"):
+        from .tasks import check_data
+        check_data(found.bundle.get("task", "classification"), effective, args.data, args.command)   # not after Paddle
+    return args, effective
 
 
 # Paddle's import-time notices that say nothing to a user of this image: it warns whenever
@@ -111,6 +227,7 @@ _IMPORT_NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS 
 
 
 def import_paddle():
+    os.environ.setdefault("GLOG_minloglevel", "1")   # Paddle's C++ warnings stay, its info lines go
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
     captured = io.StringIO()
@@ -131,19 +248,32 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
 
     devices = args.device_ids
     per_worker = max(1, recipe["Global"]["threads"] // len(devices))
-    worker_args = parallel.worker_args(argv, per_worker)
+    worker_args = parallel.worker_args(split_command(argv), per_worker)
     log_dir = tempfile.mkdtemp(prefix="kunlun-launch-")
     model = recipe.get("Bundle", {}).get("model", "model")
     where = f" on node {args.nodes.rank} of {args.nodes.nnodes} (master {args.nodes.master})" if args.nodes else ""
     print(f"[{model}] launching {len(devices)} data-parallel worker(s){where} (devices {','.join(devices)}, "
           f"{per_worker} threads each); worker logs in {log_dir}", flush=True)
     env = parallel.launcher_env()
-    if not args.nodes:
-        # One node: the workers talk over loopback. With --network none the container's own
-        # hostname does not resolve, which is where gloo would look for its interface otherwise.
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    chosen = parallel.collective_env(args.nodes)   # loopback on one node, the route to the master on several
+    env.update(chosen)
+    if chosen:
+        print(f"[{model}] collectives on {next(iter(chosen.values()))} ({', '.join(chosen)})", flush=True)
     command = parallel.launch_command(devices, worker_args, log_dir, args.choice.kind, args.nodes)
-    code = subprocess.run(command, env=env).returncode
+    launcher = subprocess.Popen(command, env=env)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        # docker stop signals only this process: pass it on, the launcher passes it to the workers,
+        # which finish their step, save and exit.
+        received.append(signum)
+        launcher.send_signal(signum)
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, forward)
+    code = launcher.wait()
+    if received:
+        print(f"[{model}] stopped by {signal.Signals(received[0]).name}; worker logs in {log_dir}", flush=True)
+        return 128 + received[0]
     if code != 0:
         for log in sorted(Path(log_dir).glob("workerlog.*")):
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]
@@ -154,15 +284,14 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
     return 0
 
 
-def train(args: argparse.Namespace, recipe: dict, started: float) -> int:
+def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
+    """Import Paddle, pick the device, and run the command."""
     resources.apply_threads(recipe["Global"]["threads"])   # before Paddle is imported
     paddle = import_paddle()
-    from .steplog import StepLog
-    from .trainers import for_task
+    from .tasks import adapter
 
     world = parallel.World.from_env()
-    bundle = recipe.get("Bundle", {})
-    model = bundle.get("model", "model")
+    model = recipe.get("Bundle", {}).get("model", "model")
     if args.choice.kind == "xpu":
         # The launcher (or invoke run --xpus) sets FLAGS_selected_xpus: this process's card,
         # numbered within XPU_VISIBLE_DEVICES.
@@ -175,45 +304,34 @@ def train(args: argparse.Namespace, recipe: dict, started: float) -> int:
     parallel.init(world)
     device += f", {world.size} workers" if world.distributed else ""
     say = (lambda text: print(f"[{model}] {text}", flush=True)) if world.leader else (lambda text: None)
-    if args.choice.notice:
+    if args.choice.notice and args.command != "predict":
         say(args.choice.notice)
-    say(f"device {device} ({args.threads_reason}); Paddle {paddle.__version__}")
-    trainer = for_task(bundle.get("task", "classification"))(recipe, args.data, world)
-    first, total = 1, int(recipe["Global"]["steps"])
-    if args.resume:
-        found = checkpoint.latest(args.output)
-        if found is None:
-            say(f"no checkpoint in {args.output}; starting from step 1")
-        else:
-            done, directory = found
-            trainer.load(directory)
-            first = done + 1
-            say(f"resumed from {directory} (step {done})")
-    say(f"training steps {first}..{total} on {trainer.describe_data()}, "
-        f"batch {trainer.samples_per_step() * world.size:g}" + (f" ({world.size} workers)" if world.distributed else ""))
-    # Every rank logs its steps (in a multi-node job each node's output is shown); rank 0's lines
-    # carry the plain model tag and the job's summary, the others say which rank they are.
-    log = StepLog(model, trainer.unit, device, started=started, rank=None if world.leader else world.rank)
-    saved = None
+    say(f"device {device} ({args.threads_reason}); Paddle {paddle.__version__}; recipe {args.recipe_name}")
+    if args.command == "check":
+        from . import check
+        return check.run(paddle, say)
+    task_class = adapter(recipe["Bundle"].get("task", "classification"))
+    if args.command == "predict":
+        from . import predict
+        return predict.run(task_class(recipe, None, world), args, device, say)
+    if not args.spec.engine:   # a task not on the engine yet: its own loop (trainers/)
+        if args.command != "train":
+            raise TrainError(f"`{args.command}` is not available for task {recipe['Bundle'].get('task')} yet")
+        from .trainers import legacy
+        return legacy.train(task_class, args, recipe, world, device, say, started)
 
-    def save(step: int):
-        if not world.leader:   # every rank holds the same weights; one writes them
-            return None
-        return checkpoint.save(args.output, step, trainer.save, {"model": model, "recipe": recipe,
-                                                                 "workers": world.size})
-
-    for step in range(first, total + 1):
-        start = time.perf_counter()
-        loss = parallel.mean(trainer.step(), world)
-        log.step(step, total, loss, time.perf_counter() - start, trainer.samples_per_step() * world.size)
-        if args.output and args.save_every and step % args.save_every == 0 and step != total:
-            saved = save(step)
-    if args.output and first <= total:
-        saved = save(total)
-    summary = log.summary(batch_size=trainer.samples_per_step() * world.size, threads=recipe["Global"]["threads"],
-                          workers=world.size, data=trainer.describe_data(),
-                          checkpoint=str(saved) if saved else None, paddle=paddle.__version__,
-                          machine=platform.machine(), peak_rss_mb=resources.peak_rss_mb())
+    from .engine import Engine
+    task = task_class(recipe, getattr(args, "data", None), world)
+    engine = Engine(task, recipe, args, world, device, say)
+    if args.command == "eval":
+        engine.evaluate_only(args.weights, args.predictions, started)
+        return 0
+    if args.command == "export":
+        engine.export(engine.model(args.weights, strict=True), Path(args.to))
+        return 0
+    summary = engine.train(started)
+    if engine.stop_signal:
+        return 128 + engine.stop_signal        # 143 for SIGTERM, as a process killed by it
     return 0 if summary["loss_finite"] else 3
 
 
@@ -221,16 +339,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         argv = sys.argv[1:] if argv is None else argv
+        scratch = resources.writable_scratch()   # before anything imports Paddle
         args, recipe = prepare(argv)
+        if scratch and not parallel.World.from_env().distributed:
+            print(f"[{recipe['Bundle'].get('model', 'model')}] {scratch}", flush=True)
         if args.print_recipe:
-            import json
-            print(json.dumps(recipe, indent=2, sort_keys=True))
+            print(json.dumps(args.recipe_view, indent=2, sort_keys=True))
             return 0
         if (len(args.device_ids) > 1 or args.nodes) and not parallel.World.from_env().distributed:
+            if args.command in ("export", "predict", "check"):
+                raise TrainError(f"--devices/--nnodes: `{args.command}` runs in one process")
             return launch(args, recipe, argv)
-        return train(args, recipe, started)
+        return run(args, recipe, started)
     except TrainError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except OSError as exc:   # a file the run needs and cannot read or write: the OS's words, one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where} (the container runs as uid {os.getuid()})", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

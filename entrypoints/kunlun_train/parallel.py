@@ -149,6 +149,20 @@ def wrap(model, world: World):
     return paddle.DataParallel(model)
 
 
+def agree(value: float, stop: bool, world: World) -> tuple[float, bool]:
+    """The loss averaged over ranks, and whether any rank was asked to stop: one all-reduce, so
+    every rank logs the same number and all stop after the same step (a rank that stopped alone
+    would leave the others waiting in the next step's collective)."""
+    if not world.distributed:
+        return value, stop
+    import paddle
+    import paddle.distributed as dist
+    t = paddle.to_tensor([value, 1.0 if stop else 0.0], dtype="float32")
+    dist.all_reduce(t)
+    total, stops = t.numpy().tolist()
+    return total / world.size, stops > 0
+
+
 def mean(value: float, world: World) -> float:
     """The loss averaged over ranks, so every rank logs and checks the same number."""
     if not world.distributed:
@@ -158,3 +172,73 @@ def mean(value: float, world: World) -> float:
     t = paddle.to_tensor([value], dtype="float32")
     dist.all_reduce(t)
     return float(t) / world.size
+
+
+def gather(value, world: World) -> list:
+    """Every rank's `value` (anything picklable), in rank order; [value] in a single process."""
+    if not world.distributed:
+        return [value]
+    import paddle.distributed as dist
+    out: list = []
+    dist.all_gather_object(out, value)
+    return out
+
+
+# --- which network interface the collectives use ----------------------------------------------
+# Gloo (CPU) and BKCL (Kunlun cards) pick an interface themselves when not told, and inside
+# containers they pick wrong: the hostname may not resolve (--network none), or docker0 / a veth is
+# taken for the job's network and initialisation fails (`bkcl_init_rank failed`). The bundle tells
+# them: loopback for a job on one node, and for several nodes the interface that carries this
+# node's route to the master. A value the user set wins.
+SOCKET_IFNAME = ("GLOO_SOCKET_IFNAME", "BKCL_SOCKET_IFNAME")
+
+
+def interfaces() -> dict[str, str]:
+    """{interface name: IPv4 address} of this host's (container's) interfaces."""
+    import fcntl
+    import socket
+    import struct
+    found = {}
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))   # SIOCGIFADDR
+            except OSError:
+                continue   # no IPv4 address
+        found[name] = socket.inet_ntoa(packed[20:24])
+    return found
+
+
+def route_source(host: str, port: int) -> str:
+    """This machine's address on the route to host (a UDP connect sends nothing)."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, port))
+            return s.getsockname()[0]
+    except OSError as exc:
+        raise TrainError(f"--master {host}:{port}: no route to it from here ({exc}); check the address "
+                         "and that this container is on the job's network") from None
+
+
+def socket_ifname(nodes: "Nodes | None", find_interfaces=interfaces, find_source=route_source) -> str:
+    if nodes is None:
+        return "lo"
+    host, port = nodes.master.rsplit(":", 1)
+    source = find_source(host, int(port))
+    named = find_interfaces()
+    for name, address in named.items():
+        if address == source:
+            return name
+    raise TrainError(f"no interface has {source}, this node's address towards the master {nodes.master} "
+                     f"(interfaces: {', '.join(f'{n} {a}' for n, a in named.items())}); set GLOO_SOCKET_IFNAME "
+                     "and BKCL_SOCKET_IFNAME to the job's interface")
+
+
+def collective_env(nodes: "Nodes | None", env=os.environ, **finders) -> dict[str, str]:
+    """GLOO_SOCKET_IFNAME and BKCL_SOCKET_IFNAME for the launcher, unless the user set them."""
+    missing = [k for k in SOCKET_IFNAME if not env.get(k)]
+    if not missing:
+        return {}
+    name = socket_ifname(nodes, **finders)
+    return {k: name for k in missing}

@@ -1,22 +1,61 @@
-"""The training recipe: the model's defaults baked into the image (/opt/kunlun/recipe.json, from
-matrix.yaml) with PaddleClas-style `-o Section.key=value` overrides on top."""
+"""Training recipes: the model's named recipes baked into the image (/opt/kunlun/recipe.json, from
+matrix.yaml), the smoke overrides a default `docker run` applies, and PaddleClas-style
+`-o Section.key=value` overrides on top.
+
+recipe.json:
+    {"Bundle": {"model", "title", "task", "suite"},
+     "recipes": {"imagenet": {...}, "flowers102-finetune": {...}},   # the first is the default
+     "smoke": {"Global": {"steps": 10}, "DataLoader": {"batch_size": 2}}}
+
+A recipe is the suite's upstream configuration (sections Global, Arch, Loss, Optimizer, DataLoader,
+...). The smoke overrides apply when there is no dataset (--data): synthetic data has nothing to
+learn, so the default run is a few small steps of the real recipe."""
 from __future__ import annotations
 
 import ast
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TrainError
 
 
-def load(path: str | Path) -> dict:
+@dataclass(frozen=True)
+class Recipes:
+    bundle: dict
+    recipes: dict            # name -> recipe
+    smoke: dict
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.recipes))
+
+    def select(self, name: str | None) -> tuple[str, dict]:
+        name = name or self.default
+        if name not in self.recipes:
+            raise TrainError(f"--recipe {name}: this image has the recipes {', '.join(self.recipes)}")
+        return name, copy.deepcopy(self.recipes[name])
+
+
+def load(path: str | Path) -> Recipes:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TrainError(f"recipe {path} not found (set KUNLUN_RECIPE or pass --recipe)") from None
+        raise TrainError(f"recipe {path} not found (set KUNLUN_RECIPE or pass --recipe-file)") from None
     except json.JSONDecodeError as exc:
         raise TrainError(f"recipe {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw.get("recipes"), dict) or not raw["recipes"]:
+        raise TrainError(f"recipe {path}: no 'recipes' (expected the file `invoke build` writes)")
+    return Recipes(raw.get("Bundle", {}), raw["recipes"], raw.get("smoke") or {})
+
+
+def merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, section by section (nested dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
 
 
 def parse_value(text: str):
@@ -37,7 +76,7 @@ def override(recipe: dict, assignments: list[str]) -> dict:
     result = copy.deepcopy(recipe)
     for item in assignments:
         if "=" not in item:
-            raise TrainError(f"-o {item}: expected KEY=VALUE, e.g. -o Optimizer.learning_rate=0.1")
+            raise TrainError(f"-o {item}: expected KEY=VALUE, e.g. -o Optimizer.lr.learning_rate=0.1")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         node = result

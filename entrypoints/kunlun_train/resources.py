@@ -42,3 +42,27 @@ def peak_rss_mb() -> float:
     """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
     import resource
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# Where Paddle and the suites write at import and while training, besides --output: the temp dir and
+# caches under $HOME (the image sets these variables; see templates/paddle.Dockerfile.j2).
+CACHE_VARIABLES = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "PPNLP_HOME", "SEG_HOME")
+
+
+def writable_scratch(env=os.environ, fallback: str = "/dev/shm/kunlun",
+                     writable=lambda path: os.access(path, os.W_OK)) -> str | None:
+    """With `docker run --read-only`, /tmp and $HOME cannot be written, and Paddle stops at import.
+    Docker still mounts a tmpfs at /dev/shm: point the temp dir, $HOME and the caches there (before
+    Paddle is imported). Returns a one-line notice when it did, else None."""
+    import tempfile
+    home = env.get("HOME", "/tmp")
+    if writable(tempfile.gettempdir()) and writable(home):
+        return None
+    for name in ("tmp", "home"):
+        os.makedirs(os.path.join(fallback, name), exist_ok=True)
+    env["TMPDIR"] = tempfile.tempdir = os.path.join(fallback, "tmp")
+    new_home = os.path.join(fallback, "home")
+    for var in ("HOME", *CACHE_VARIABLES):
+        value = env.get(var)
+        env[var] = new_home if var == "HOME" else (value.replace(home, new_home, 1) if value else new_home)
+    return f"read-only root filesystem: temporary files and caches go to {fallback} (tmpfs)"

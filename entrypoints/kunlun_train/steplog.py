@@ -1,6 +1,6 @@
 """The per-step line and the final JSON summary, in one format for every model:
 
-    [resnet50] step 3/10 | loss 6.912345 | 1.42 images/s | 1.408 s/step | cpu x2
+    [resnet50] step 3/10 | epoch 1 | loss 6.912345 | lr 0.1 | 1.42 images/s | 1.408 s/step | cpu x2
     {"event": "summary", "model": "resnet50", ...}
 """
 from __future__ import annotations
@@ -22,12 +22,15 @@ class StepLog:
         self.first_step_at: float | None = None
         self.records: list[tuple[int, float, float, float]] = []   # step, loss, seconds, samples
 
-    def step(self, step: int, total: int, loss: float, seconds: float, samples: float) -> None:
+    def step(self, step: int, total: int, loss: float, seconds: float, samples: float,
+             lr: float | None = None, epoch: int | None = None) -> None:
         if self.first_step_at is None:
             self.first_step_at = time.monotonic() - self.started
         self.records.append((step, loss, seconds, samples))
         rate = samples / seconds if seconds > 0 else float("inf")
-        print(f"[{self.tag}] step {step}/{total} | loss {loss:.6f} | {rate:.2f} {self.unit} | "
+        where = f" | epoch {epoch}" if epoch is not None else ""
+        schedule = f" | lr {lr:.6g}" if lr is not None else ""
+        print(f"[{self.tag}] step {step}/{total}{where} | loss {loss:.6f}{schedule} | {rate:.2f} {self.unit} | "
               f"{seconds:.3f} s/step | {self.device}", file=self.out, flush=True)
 
     def summary(self, **extra) -> dict:

@@ -215,12 +215,18 @@ class Framework(Locked):
             values.update(wheel=wheel.model_dump(), dependencies_of=flavour.dependencies_of)
         if flavour.index:
             values.update(index=flavour.index)
+        if flavour.no_deps:
+            values.update(no_deps=list(flavour.no_deps))
         return values
 
     def resolve(self, values: dict, target: lock.Target) -> list[lock.Wheel]:
         if "wheel" in values:
-            return lock.direct_wheel(values, target)
-        return lock.pip_resolve(values["requirements"], target, index=values.get("index"))
+            wheels = lock.direct_wheel(values, target)
+        else:
+            wheels = lock.pip_resolve(values["requirements"], target, index=values.get("index"))
+        if values.get("no_deps"):
+            wheels += lock.pip_resolve(values["no_deps"], target, no_deps=True)
+        return wheels
 
     def downloads(self, m: Matrix, layer: "Layer") -> list[Download]:
         runtime = self.runtime(m, layer)
@@ -258,9 +264,12 @@ class Suite(Locked):
     def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         suite = m.suites[layer.name]
         parent = lock.LockFile.read(root / layer.parent.lock)
+        # The framework's pins fix what the suite's requirements resolve against; its no_deps packages
+        # are left out (resolved with dependencies they would drag in what the framework never installs).
+        alone = {canonicalize_name(p.split("==")[0]) for p in m.flavours[layer.flavour].no_deps}
         values = {"cell": layer.cell, "target": lock.Target.of(m, layer).__dict__,
                   "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
-                  "framework": sorted(parent.pins())}
+                  "framework": sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)}
         if suite.no_deps:   # only then: the other suites' inputs (and lock hashes) stay as they were
             values.update(no_deps=list(suite.no_deps), build_tools=list(lock.BUILD_TOOLS))
         return values
@@ -288,11 +297,13 @@ class Suite(Locked):
 
 
 def recipe_json(m: Matrix, model: str) -> bytes:
-    """The model's default recipe as the entrypoint reads it (/opt/kunlun/recipe.json)."""
+    """The model's recipes as the entrypoint reads them (/opt/kunlun/recipe.json, see
+    entrypoints/kunlun_train/recipe.py): named recipes in the matrix's order (the first is the
+    default) and the smoke overrides."""
     spec = m.models[model]
     recipe = {"Bundle": {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite},
-              **spec.recipe}
-    return (json.dumps(recipe, indent=2, sort_keys=True) + "\n").encode()
+              "recipes": m.recipes(model), "smoke": spec.smoke}
+    return (json.dumps(recipe, indent=2) + "\n").encode()
 
 
 class Model(Kind):

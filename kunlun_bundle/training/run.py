@@ -24,7 +24,26 @@ def _output_dir(path: str) -> Path:
     if os.getuid() == 0 and created:
         # Root on the host, non-root in the container: hand a directory we created to that user.
         os.chown(out, layout.USER.uid, layout.USER.uid)
+    elif os.getuid() == 0 and not _writable_by(out, layout.USER.uid):
+        raise RunError(f"--output {path}: not writable by the container's user (uid {layout.USER.uid})",
+                       hint=f"`sudo chown {layout.USER.uid} {out}`, or give a directory that does not exist yet "
+                            "(it is created for that user)")
     return out
+
+
+def _readable_by(directory: Path, uid: int) -> bool:
+    """Whether `uid` may list and enter `directory` (and so read the dataset under it)."""
+    st = directory.stat()
+    bits = 0o500 if st.st_uid == uid else (0o050 if st.st_gid == uid else 0o005)
+    return st.st_mode & bits == bits
+
+
+def _writable_by(directory: Path, uid: int) -> bool:
+    """Whether `uid` (no supplementary groups assumed) may create files in `directory`."""
+    st = directory.stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o200)
+    return bool(st.st_mode & 0o002) or (st.st_gid == uid and bool(st.st_mode & 0o020))
 
 
 def container_options(layer: Layer, data: Optional[str], output: Optional[str], args: list[str],
@@ -36,6 +55,9 @@ def container_options(layer: Layer, data: Optional[str], output: Optional[str], 
         src = Path(data).expanduser().resolve()
         if not src.is_dir():
             raise RunError(f"--data {data}: not a directory")
+        if os.getuid() == 0 and not _readable_by(src, layout.USER.uid):
+            raise RunError(f"--data {data}: not readable by the container's user (uid {layout.USER.uid})",
+                           hint=f"`chmod -R a+rX {src}` (or chown it to {layout.USER.uid})")
         volumes[str(src)] = {"bind": layout.DATA_MOUNT, "mode": "ro"}
         command += ["--data", layout.DATA_MOUNT]
     if output:

@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 MATRIX = matrix.load(ROOT / "matrix.yaml")
 # Where test_publish.py tags the images it publishes (a matrix copy of its own).
 PUBLISH_NAMESPACE = f"{MATRIX.namespace}pubtest"
-STEP = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] step (?P<step>\d+)/(?P<total>\d+) \| loss (?P<loss>\S+) \| "
+# [resnet50] step 3/10 | epoch 1 | loss 6.912345 | lr 0.1 | 4.05 images/s | 0.494 s/step | cpu x2
+# (the trainers not yet on the engine print no epoch and lr)
+STEP = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] step (?P<step>\d+)/(?P<total>\d+)(?: \| epoch (?P<epoch>\d+))? "
+                  r"\| loss (?P<loss>\S+)(?: \| lr (?P<lr>\S+))? \| "
                   r"(?P<rate>\S+) (?P<unit>[a-z /]+/s) \| (?P<seconds>\S+) s/step \| (?P<device>.+)$")
+EVAL = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] eval step (?P<step>\d+) \| (?P<metrics>.+) \| (?P<count>\d+) \S+ \| \S+ s$")
 
 
 def invoke(*args, env=None, check=True):
@@ -34,6 +38,17 @@ def docker(*args, check=True):
     if check and result.returncode != 0:
         pytest.fail(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def evaluations(output: str) -> list[tuple[int, dict[str, float]]]:
+    """(step, {metric: value}) of every eval line: `[model] eval step 20 | top1 0.7500 | top5 1.0000 | 32 images | 0.9 s`."""
+    found = []
+    for line in output.splitlines():
+        match = EVAL.match(line)
+        if match:
+            pairs = [part.split() for part in match["metrics"].split(" | ")]
+            found.append((int(match["step"]), {k: float(v) for k, v in pairs}))
+    return found
 
 
 def training(output: str) -> tuple[list[tuple[int, int, float]], dict]:

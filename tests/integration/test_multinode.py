@@ -14,7 +14,7 @@ import pytest
 from .helpers import ROOT, docker, invoke
 
 pytestmark = pytest.mark.docker
-RANKED = re.compile(r"^\[rank (\d)\] \[([a-z0-9.-]+)(?: rank (\d))?\] step (\d+)/(\d+) \| loss (\S+) \|")
+RANKED = re.compile(r"^\[rank (\d)\] \[([a-z0-9.-]+)(?: rank (\d))?\] step (\d+)/(\d+)(?: \| epoch \d+)? \| loss (\S+) \|")
 SMALL = {"resnet50": ["-o", "Global.image_size=64"], "mobilenetv3": ["-o", "Global.image_size=64"],
          "yolov3-mobilenetv1": ["-o", "Global.image_size=64"]}
 

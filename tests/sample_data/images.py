@@ -16,6 +16,13 @@ def png(path: Path, width: int, height: int, rgb: tuple[int, int, int]) -> None:
     _write(path, width, height, 2, rows)
 
 
+def rgb_png(path: Path, pixels: list[list[tuple[int, int, int]]]) -> None:
+    """An RGB PNG from rows of (r, g, b) pixels."""
+    height, width = len(pixels), len(pixels[0])
+    rows = b"".join(b"\x00" + b"".join(bytes(p) for p in row) for row in pixels)
+    _write(path, width, height, 2, rows)
+
+
 def grey_png(path: Path, pixels: list[list[int]]) -> None:
     """An 8-bit greyscale PNG from rows of values 0..255 (e.g. a segmentation label mask)."""
     height, width = len(pixels), len(pixels[0])

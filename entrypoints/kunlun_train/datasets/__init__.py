@@ -3,6 +3,7 @@ in a second with the file and line, not an hour in. These modules read text only
 trainers decode images themselves. Shared helpers for every format live here."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import TrainError
@@ -12,6 +13,9 @@ def data_root(root: str | Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise TrainError(f"--data {root}: not a directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise TrainError(f"--data {root}: not readable by this user (uid {os.getuid()}); make the dataset "
+                         "world-readable (chmod -R a+rX) or run the container as its owner (--user)")
     return root
 
 

@@ -1,0 +1,148 @@
+"""What a recipe may say: every task's keys, their types and ranges. One schema, read in two places:
+the host checks matrix.yaml's recipes with it (`invoke list`, `render`, `build`: file:line and the key),
+and the image checks `-o` overrides with it before Paddle is imported. So a typo or a wrong type fails
+where it is written, not an hour into a run.
+
+Standalone on purpose (standard library only, no package imports): kunlun_bundle loads this file
+by path, and the images have no pydantic."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str                          # int, float (an int is a float too), bool, str, list, dict, any
+    min: float | None = None
+    max: float | None = None
+    choices: tuple = ()
+    items: str | None = None           # the kind of a list's items
+    length: int | None = None          # a list's exact length
+    null: bool = False                 # None allowed ("not set")
+    also: tuple = ()                   # other literal values allowed, e.g. "auto"
+
+    def problem(self, value: Any) -> str | None:
+        if value is None:
+            return None if self.null else f"expected {self.describe()}, got null"
+        if value in self.also and not isinstance(value, bool):
+            return None
+        if not _is(value, self.kind):
+            return f"expected {self.describe()}, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"expected one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if self.kind in ("int", "float"):
+            if self.min is not None and value < self.min or self.max is not None and value > self.max:
+                return f"expected {self.describe()}, got {value!r}"
+        if self.kind == "list":
+            if self.length is not None and len(value) != self.length:
+                return f"expected {self.describe()}, got {len(value)} items"
+            bad = [v for v in value if self.items and not _is(v, self.items)]
+            if bad:
+                return f"expected {self.describe()}, got {bad[0]!r} in the list"
+        return None
+
+    def describe(self) -> str:
+        names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                 "list": "a list", "dict": "a mapping", "any": "a value"}
+        text = names[self.kind]
+        if self.kind == "list" and self.items:
+            text = f"a list of {names[self.items].split(' ', 1)[-1]}s" if self.items != "any" else text
+            text += f" of {self.length}" if self.length is not None else ""
+        if self.min is not None and self.max is not None:
+            text += f" in {self.min:g}..{self.max:g}"
+        elif self.min is not None:
+            text += f" >= {self.min:g}"
+        elif self.max is not None:
+            text += f" <= {self.max:g}"
+        if self.also:
+            text += " or " + " or ".join(repr(a) for a in self.also)
+        return text + (" (or null)" if self.null else "")
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "any":
+        return True
+    if isinstance(value, bool):
+        return kind == "bool"
+    return isinstance(value, {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list,
+                              "dict": dict}[kind])
+
+
+@dataclass(frozen=True)
+class Section:
+    keys: dict[str, Key] = field(default_factory=dict)
+    sections: dict[str, "Section"] = field(default_factory=dict)
+    open: bool = False                 # other keys allowed too (passed on to a suite's constructor)
+
+
+def section(open: bool = False, **entries) -> Section:
+    return Section({k: v for k, v in entries.items() if isinstance(v, Key)},
+                   {k: v for k, v in entries.items() if isinstance(v, Section)}, open)
+
+
+POSITIVE = Key("int", min=1)
+RATE = Key("float", min=0)
+
+# --- shared by every task ------------------------------------------------------------------------
+LR = section(
+    name=Key("str", choices=("Constant", "Piecewise", "Cosine", "Polynomial", "Linear")),
+    learning_rate=RATE, reference_batch=Key("int", min=1, null=True),
+    decay_epochs=Key("list", items="float"), decay_steps=Key("list", items="int"),
+    values=Key("list", items="float"), gamma=Key("float", min=0, max=1),
+    warmup_epoch=Key("float", min=0), warmup_steps=Key("int", min=0), warmup_proportion=Key("float", min=0, max=1),
+    warmup_start_lr=RATE, warmup_start_factor=Key("float", min=0, max=1),
+    power=Key("float", min=0), end_lr=RATE)
+OPTIMIZER = section(
+    name=Key("str", choices=("Momentum", "SGD", "Adam", "AdamW")), momentum=Key("float", min=0, max=1),
+    nesterov=Key("bool"), weight_decay=RATE, beta1=Key("float", min=0, max=1), beta2=Key("float", min=0, max=1),
+    epsilon=Key("float", min=0), clip_norm=Key("float", min=0, null=True), lr=LR)
+GLOBAL = dict(steps=Key("int", min=1, null=True), epochs=Key("float", min=0, null=True), iters=Key("int", min=1, null=True),
+              seed=Key("int", min=0), eval_interval=Key("float", min=0, null=True),
+              device=Key("str", choices=("cpu", "xpu")), threads=POSITIVE)   # the last two: set by the entrypoint
+DATALOADER = dict(batch_size=POSITIVE, eval_batch_size=Key("int", min=1, null=True),
+                  workers=Key("int", min=0, also=("auto",)))
+
+
+def common(**sections) -> Section:
+    """A task's schema: the shared sections plus its own; Bundle is written by the build."""
+    return section(Bundle=section(open=True), Optimizer=OPTIMIZER, **sections)
+
+
+SCHEMAS: dict[str, Section] = {
+    "classification": common(
+        Global=section(**GLOBAL, image_size=Key("int", min=32), synthetic_samples=POSITIVE),
+        Arch=section(open=True, name=Key("str"), class_num=POSITIVE, stop_grad_layers=Key("int", min=0, max=5)),
+        Loss=section(label_smoothing=Key("float", min=0, max=1)),
+        DataLoader=section(**DATALOADER, train_list=Key("str"), val_list=Key("str", null=True)),
+        Train=section(crop_scale=Key("list", items="float", length=2), crop_ratio=Key("list", items="float", length=2),
+                      flip=Key("bool")),
+        Eval=section(crop_ratio=Key("float", min=0.01, max=1)),
+        Normalize=section(mean=Key("list", items="float", length=3), std=Key("list", items="float", length=3)),
+        Metric=section(topk=Key("list", items="int"))),
+}
+
+
+def problems(recipe: dict, task: str, at: tuple = ()) -> list[tuple[tuple, str]]:
+    """(key path, message) for every key the task's schema does not allow or whose value it refuses.
+    A task without a schema yet is not checked."""
+    schema = SCHEMAS.get(task)
+    return [] if schema is None else _walk(recipe, schema, at)
+
+
+def _walk(node: Any, schema: Section, at: tuple) -> list[tuple[tuple, str]]:
+    if not isinstance(node, dict):
+        return [(at, f"expected a mapping of keys, got {node!r}")]
+    found = []
+    for key, value in node.items():
+        here = at + (key,)
+        if key in schema.sections:
+            found += _walk(value, schema.sections[key], here)
+        elif key in schema.keys:
+            message = schema.keys[key].problem(value)
+            if message:
+                found.append((here, message))
+        elif not schema.open:
+            known = sorted([*schema.keys, *schema.sections])
+            found.append((here, f"unknown key (known here: {', '.join(known)})"))
+    return found

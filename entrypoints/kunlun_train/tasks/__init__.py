@@ -1,0 +1,221 @@
+"""What a task plugs into the training engine (engine.py), and which tasks this image knows.
+
+The engine owns what every task shares: the loop, the learning-rate schedule, the DataLoader and its
+sharding across ranks, evaluation cadence, checkpoints and the best one, logs, export. A task is a thin
+adapter: its model, datasets and transforms, loss, metric, export input spec and what a prediction
+looks like. The contract is the abstract class below; the task modules import Paddle and their suite
+and run in the images. This file is Paddle-free: the CLI reads the registry before Paddle is imported.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import TrainError
+
+
+class Metric(abc.ABC):
+    """A task's evaluation metric over a split that may be sharded across ranks: each rank updates
+    with its batches and hands over `state()` (anything picklable); `merge` of every rank's state is
+    the metric over the whole split, the same as one rank evaluating all of it."""
+
+    @abc.abstractmethod
+    def update(self, outputs: Any, batch: Any) -> None: ...
+
+    @abc.abstractmethod
+    def state(self) -> Any: ...
+
+    @abc.abstractmethod
+    def merge(self, states: list) -> dict[str, float]:
+        """{name: value}, the primary metric first."""
+
+
+class Task(abc.ABC):
+    """One task's adapter (classification, detection, ...). Built once per process with the
+    effective recipe, the mounted dataset directory (None: synthetic data) and the rank's World."""
+
+    unit = "images/s"                  # throughput unit of a step: what `samples()` counts
+    eval_unit: str | None = None       # what an evaluation sample is called in the eval line (default: unit's)
+    primary = "loss"                   # the metric that picks the best checkpoint (higher is better)
+    max_workers: int | None = None     # DataLoader worker processes at most (0: data made in this process)
+
+    def __init__(self, recipe: dict, data: str | None, world):
+        self.recipe, self.data, self.world = recipe, data, world
+
+    # --- data --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def datasets(self) -> tuple[Any, Any | None]:
+        """(train, eval) paddle.io.Datasets; eval is None when the data has no validation split.
+        Dataset problems raise TrainError naming file:line, before the first step."""
+
+    def describe_data(self) -> str:
+        return "synthetic" if self.data is None else self.data
+
+    def collate_fn(self):
+        return None                    # paddle's default: stack arrays field by field
+
+    def samples(self, batch) -> float:
+        """How much one batch is, counted in `unit` (for the throughput)."""
+        return float(len(batch[0]))
+
+    def batch_bytes(self) -> int:
+        """About how many bytes a training batch takes in flight (for the shared-memory check)."""
+        return 0
+
+    # --- model, loss, optimisation -------------------------------------------------------------
+    @abc.abstractmethod
+    def build_model(self):
+        """The paddle.nn.Layer, from random initialisation (nothing downloaded)."""
+
+    @abc.abstractmethod
+    def loss(self, model, batch):
+        """Forward pass and the loss tensor for one batch."""
+
+    def trainable(self, model) -> list:
+        """The parameters the optimizer updates (a recipe may freeze some)."""
+        return [p for p in model.parameters() if not p.stop_gradient]
+
+    def train_step(self, model, batch, optimizer):
+        """One optimisation step; returns the loss (a tensor or a float). The default is the
+        supervised one; a task whose suite owns the update (PARL's agent.learn) overrides it."""
+        loss = self.loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        return loss
+
+    # --- evaluation ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def metric(self) -> Metric: ...
+
+    def eval_due(self, step: int) -> bool | None:
+        """For a task whose evaluation follows a clock of its own (DQN: every N finished training
+        episodes, as PARL's examples): asked after every training step (on every rank, so it may
+        agree with the others through a collective), True to evaluate now; it then also evaluates at
+        the end of the run. None (the default): the engine's step cadence (--eval-every) alone."""
+        return None
+
+    def evaluate_batch(self, model, batch) -> Any:
+        """The model's outputs for one eval batch (the metric's input)."""
+        return model(batch[0])
+
+    def predictions(self, outputs, batch) -> list[dict]:
+        """Per-sample predictions of an eval batch, for `eval --predictions FILE`."""
+        return []
+
+    # --- export and prediction ------------------------------------------------------------------
+    input_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")   # what `predict DIR` reads
+
+    @abc.abstractmethod
+    def input_spec(self) -> list:
+        """paddle.static.InputSpec list of the exported inference model."""
+
+    def export_layer(self, model):
+        """The layer paddle.jit.save writes (the model, or the model plus its deploy-time head)."""
+        return model
+
+    def predict(self, predictor, config: dict, files: list, labels: dict | None, args):
+        """Yield (input, result dict, one-line summary) per input file, running `predictor`
+        (arrays in, arrays out) with the exported inference.yml `config`."""
+        raise NotImplementedError
+
+    def inference_config(self) -> dict:
+        """What is written beside the exported model (inference.yml): preprocessing and
+        post-processing, in the suite's own deploy format where it has one."""
+        return {}
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def save_extra(self, directory) -> None:
+        """Files a checkpoint needs besides the weights (a vocabulary, ...)."""
+
+    def load_extra(self, directory) -> None: ...
+
+    def save_state(self, directory) -> None:
+        """What --resume needs besides the weights and the optimizer (DQN: the replay memory, the
+        target network, the agent's counters); written to ckpt-*/ only, not to best/."""
+
+    def load_state(self, directory) -> None:
+        """Restore save_state's files on --resume (after the weights and load_extra)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    module: str                  # tasks/<module>.py (engine adapters) or trainers/<module>.py (legacy)
+    data_help: str               # what --data expects, for --help and errors
+    defaults: dict = field(default_factory=dict)   # recipe keys every model of the task has
+    max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
+    synthetic: str = "synthetic data"   # what it trains on without --data
+    engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
+    # datasets/<module>.check(recipe, data, command): the mounted dataset parsed before Paddle is imported
+    data_check: str | None = None
+    examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
+
+
+TASKS = {
+    "classification": Spec(
+        "classification",
+        "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label>' lines "
+        "(flowers102 / ImageNet style)",
+        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True,
+        data_check="classification"),
+    "segmentation": Spec(
+        "segmentation",
+        "a directory with train_list.txt: '<image path> <label mask path>' lines, masks single-channel PNGs "
+        "of class ids, 255 = ignore (optic_disc_seg / PaddleSeg style)",
+        {"DataLoader": {"train_list": "train_list.txt"}}),
+    "reinforcement-learning": Spec(
+        "reinforcement",
+        "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
+        "(Global.env); --data is an error",
+        max_threads=1, synthetic="episodes of its environment", engine=True,   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 learn steps and one evaluation\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 8   # the recipe (8000 learn steps)\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 10 --resume\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} eval --weights /output/best   # greedy episodes\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} predict --model /output/inference --input /output/obs.jsonl\n"
+            "      (observation vectors: a JSON array per line in .jsonl, or comma-separated numbers per line in .csv)\n"
+            "  invoke run {model} --output O -- --epochs 8     (the mount filled in for you; then -- eval, -- export, ...)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
+    "language-model": Spec(
+        "language",
+        "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows) or train.jsonl "
+        "('{\"text\": ..., \"label\": ...}' lines) for text-classification fine-tuning; the vocabulary is built "
+        "from it",
+        {"DataLoader": {"train_file": "auto"}},
+        synthetic="masked-LM + next-sentence pretraining on random token ids"),
+    "detection": Spec(
+        "detection",
+        "a VOC directory (roadsign style): train.txt with '<image> <annotation.xml>' lines, "
+        "label_list.txt (one class per line), annotations/*.xml, images/",
+        {"DataLoader": {"train_list": "train.txt", "label_list": "label_list.txt"}}),
+    "instance-segmentation": Spec(
+        "detection",
+        "a COCO directory: annotations/instances_train.json (images, annotations with bbox and polygon "
+        "segmentation, categories) and the images under train/",
+        {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train"}}),
+}
+
+
+def spec(name: str) -> Spec:
+    if name not in TASKS:
+        raise TrainError(f"no trainer for task '{name}' in this image (known: {', '.join(TASKS)})")
+    return TASKS[name]
+
+
+def check_data(name: str, recipe: dict, data: str, command: str) -> None:
+    """Parse the mounted dataset with the task's Paddle-free reader (TrainError naming file:line)."""
+    module = spec(name).data_check
+    if module:
+        importlib.import_module(f"{__name__.rsplit('.', 1)[0]}.datasets.{module}").check(recipe, data, command)
+
+
+def adapter(name: str) -> type:
+    """The task's class: a Task subclass (engine) or a legacy trainers/ Trainer."""
+    s = spec(name)
+    package = __name__ if s.engine else __name__.rsplit(".", 1)[0] + ".trainers"
+    module = importlib.import_module(f"{package}.{s.module}")
+    return module.Task if s.engine else module.Trainer

@@ -1,0 +1,119 @@
+"""Learning-rate schedules fitted to the run actually made (kunlun_train/schedule.py), and the
+DataLoader's shared-memory check (kunlun_train/shm.py). Paddle-free: run on the host."""
+import math
+
+import pytest
+
+from kunlun_train import schedule, shm
+from kunlun_train.errors import TrainError
+
+RESNET50 = {"name": "Piecewise", "learning_rate": 0.1, "decay_epochs": [30, 60, 90],
+            "values": [0.1, 0.01, 0.001, 0.0001]}
+
+
+def length(epochs=120, samples=1000, batch=10, steps=None, run_epochs=None):
+    return schedule.length({"Global": {"epochs": epochs}}, samples, batch, steps, run_epochs)
+
+
+def test_the_whole_recipe_decays_at_its_epochs():
+    size = length()                                   # 100 steps an epoch, 120 epochs
+    assert (size.steps_per_epoch, size.nominal_steps, size.run_steps) == (100, 12000, 12000)
+    plan = schedule.plan(RESNET50, size)
+    assert plan.boundaries == [3000, 6000, 9000]
+    assert [plan.lr_at(s) for s in (0, 2999, 3000, 6000, 9000, 11999)] == [0.1, 0.1, 0.01, 0.001, 0.0001, 0.0001]
+
+
+def test_a_shorter_run_decays_at_the_same_fractions_of_itself():
+    for size in (length(run_epochs=12), length(steps=1200)):  # --epochs 12 or --steps 1200 of a 120-epoch recipe
+        plan = schedule.plan(RESNET50, size)
+        assert plan.total_steps == 1200 and plan.boundaries == [300, 600, 900]
+
+
+def test_steps_per_epoch_come_from_the_real_data_and_global_batch():
+    assert length(samples=1001, batch=10).steps_per_epoch == 101       # the last, partial batch counts
+    assert length(samples=5, batch=64).steps_per_epoch == 1
+
+
+def test_the_smoke_run_is_the_recipe_steps():
+    size = schedule.length({"Global": {"epochs": 120, "steps": 10}}, 64, 2)
+    assert size.run_steps == 10
+    assert schedule.plan(RESNET50, size).boundaries == [2, 5, 8]
+
+
+def test_cosine_with_warmup_epochs_as_paddleclas_mobilenetv3():
+    """Warm-up over 5 of 360 epochs from 0, then a cosine over the remaining steps down to 0."""
+    lr = {"name": "Cosine", "learning_rate": 0.65, "warmup_epoch": 5, "warmup_start_lr": 0.0}
+    plan = schedule.plan(lr, length(epochs=360, samples=100, batch=10))   # 10 steps an epoch: 3600 steps
+    assert plan.warmup_steps == 50
+    assert plan.lr_at(0) == 0.0 and plan.lr_at(25) == pytest.approx(0.325) and plan.lr_at(50) == pytest.approx(0.65)
+    assert plan.lr_at(50 + 1775) == pytest.approx(0.325)   # half-way through the cosine
+    assert plan.lr_at(3599) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_warmup_given_in_iterations_scales_with_the_run_as_paddledetection_yolov3():
+    """4000 warm-up iterations of a 270-epoch recipe: in a run of a tenth of its length, 400."""
+    lr = {"name": "Piecewise", "learning_rate": 0.001, "decay_epochs": [216, 243], "warmup_steps": 4000,
+          "warmup_start_factor": 0.0}
+    full = length(epochs=270, samples=16551, batch=64)                   # VOC07+12 at 64 a step: 259 steps an epoch
+    plan = schedule.plan(lr, full)
+    assert plan.warmup_steps == 4000 and plan.boundaries == [216 * 259, 243 * 259]
+    tenth = schedule.plan(lr, length(epochs=270, samples=16551, batch=64, run_epochs=27))
+    assert tenth.warmup_steps == 400 and tenth.boundaries == [round(216 * 259 / 10), round(243 * 259 / 10)]
+    assert plan.values == pytest.approx([0.001, 0.0001, 0.00001])         # gamma 0.1 by default
+
+
+def test_polynomial_decay_over_iterations_as_paddleseg():
+    lr = {"name": "Polynomial", "learning_rate": 0.01, "power": 0.9, "end_lr": 0.0}
+    plan = schedule.plan(lr, schedule.length({"Global": {"iters": 1000}}, 100, 4, run_steps=100))
+    assert plan.lr_at(0) == 0.01 and plan.lr_at(50) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert plan.lr_at(100) == pytest.approx(0.0)
+
+
+def test_a_run_shorter_than_the_warmup_still_reaches_the_base_rate():
+    plan = schedule.plan({"name": "Cosine", "learning_rate": 0.1, "warmup_steps": 1000}, length(steps=10))
+    assert plan.warmup_steps < 10 and plan.lr_at(plan.warmup_steps) == pytest.approx(0.1)
+
+
+def test_the_linear_scaling_rule_follows_the_global_batch():
+    """A recipe tuned for 4 cards x 64 run at batch 16: every rate x 16/256."""
+    plan = schedule.plan({**RESNET50, "reference_batch": 256}, length(), global_batch=16)
+    assert plan.values == pytest.approx([0.00625, 0.000625, 0.0000625, 0.00000625])
+    assert "x0.0625" in plan.describe()
+    assert schedule.plan(RESNET50, length(), global_batch=16).lr_scale == 1.0   # no reference: as written
+
+
+def test_mistakes_in_the_schedule_are_named():
+    with pytest.raises(TrainError, match="Optimizer.lr.name='Step'"):
+        schedule.plan({"name": "Step", "learning_rate": 0.1}, length())
+    with pytest.raises(TrainError, match="decay_epochs=.*beyond the recipe's length"):
+        schedule.plan({**RESNET50, "decay_epochs": [30, 60, 200]}, length())
+    with pytest.raises(TrainError, match="4 values for 2 boundaries"):
+        schedule.plan({**RESNET50, "decay_epochs": [30, 60]}, length())
+
+
+# --- shared memory for the DataLoader's workers ---------------------------------------------
+
+def test_batches_in_flight_that_fit_use_shared_memory():
+    decision = shm.decide(workers=2, batch_bytes=10 * 2 ** 20, free=1 << 30)
+    assert decision.use_shared_memory and not decision.notice
+
+
+def test_dockers_default_64mb_falls_back_to_pipes_and_says_which_size_to_give():
+    """ResNet50 at batch 64: 38 MB a batch, 4 workers x 2 prefetched: far beyond 64 MB."""
+    decision = shm.decide(workers=4, batch_bytes=64 * 3 * 224 * 224 * 4, free=64 * 2 ** 20)
+    assert not decision.use_shared_memory
+    assert "batches go through pipes instead" in decision.notice and "--shm-size 512m" in decision.notice   # 441 MB needed
+
+
+def test_no_workers_need_no_shared_memory():
+    assert shm.decide(0, 10 ** 9, 0) == shm.Decision(False, 0, 0)
+
+
+def test_suggested_sizes_round_up():
+    assert shm.suggested_size(10) == "256m" and shm.suggested_size(300 * 2 ** 20) == "512m"
+    assert shm.suggested_size(int(1.5 * 2 ** 30)) == "2g"
+
+
+def test_free_shared_memory_is_read_from_the_filesystem(tmp_path):
+    assert shm.free_bytes(str(tmp_path)) > 0 and shm.free_bytes(str(tmp_path / "missing")) is None
+    assert math.isfinite(shm.free_bytes(str(tmp_path)))
