@@ -103,8 +103,8 @@ print(json.dumps({{"workers": workers, "images_per_s": round(count / seconds, 1)
 
 def learning(data: Path, out: Path) -> dict:
     """The integration test's configuration (tests/integration/test_paddleclas.py LEARN), evaluated every 5 steps."""
-    args = ["--recipe", "flowers102-finetune", "--steps", "60", "--batch-size", "16", "--eval-every", "5",
-            "-o", "Global.image_size=32", "-o", "Arch.class_num=4", "-o", "Optimizer.lr.learning_rate=0.1",
+    args = ["--recipe", "flowers102-finetune", "--steps", "80", "--batch-size", "16", "--eval-every", "5",
+            "-o", "Global.image_size=32", "-o", "Arch.class_num=4", "-o", "Optimizer.lr.learning_rate=0.04",
             "-o", "Optimizer.lr.warmup_epoch=0"]
     started = time.monotonic()
     docker_run(image("mobilenetv3"), "--data", "/data", "--output", "/output", *args,

@@ -14,6 +14,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "entrypoints")]   # the host package, and 
 from kunlun_bundle import matrix as matrix_mod  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def matrix_namespace(request, monkeypatch):
+    """Unit tests see the matrix as committed; only the image tests follow $KUNLUN_NAMESPACE."""
+    if request.node.get_closest_marker("docker") is None:
+        monkeypatch.delenv("KUNLUN_NAMESPACE", raising=False)
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -1,6 +1,7 @@
 """Segmentation list files (optic_disc_seg layout): a good layout parses, every kind of bad layout
-names the file (and line); the mask value check the trainer runs on each decoded mask. Also: the
-paddleseg suite's reviewed patches still apply to the locked wheel."""
+names the file (and line); the mask value check the task runs on each decoded mask; how a recipe's
+transforms become PaddleSeg's; the learnable sample set. Also: the paddleseg suite's reviewed
+patches still apply to the locked wheel."""
 from __future__ import annotations
 
 import shutil
@@ -12,6 +13,7 @@ from kunlun_train.datasets import segmentation as seg
 from kunlun_train.errors import TrainError
 
 from tests.sample_data import segmentation as sample
+from tests.sample_data.images import grey_png, read_png
 from tests.patching import patched_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +112,96 @@ def test_the_sample_masks_hold_class_ids_and_an_ignore_border():
     assert {v for row in sample.mask_pixels(8, 1, 3) for v in row} == {0, 2, 255}
 
 
+def test_a_validation_list_is_optional_and_checked_like_the_training_list(optic):
+    assert seg.optional_list(optic, "val_list.txt") is None
+    assert seg.optional_list(optic, None) is None
+    (optic / "val_list.txt").write_text("JPEGImages/N0001.png Annotations/N0001.png\n"
+                                        "JPEGImages/N0009.png Annotations/N0001.png\n")
+    with pytest.raises(TrainError, match=r"val_list.txt:2: image JPEGImages/N0009.png not found"):
+        seg.optional_list(optic, "val_list.txt")
+    (optic / "val_list.txt").write_text("JPEGImages/N0001.png Annotations/N0001.png\n")
+    assert [s.image.name for s in seg.optional_list(optic, "val_list.txt")] == ["N0001.png"]
+
+
+# --- The recipe's transforms, as PaddleSeg's ---------------------------------------------------
+
+CITYSCAPES = {"ResizeStepScaling": {"min_scale_factor": 0.5, "max_scale_factor": 2.0, "scale_step_size": 0.25},
+              "RandomPaddingCrop": {}, "RandomHorizontalFlip": {},
+              "RandomDistort": {"brightness_range": 0.4, "contrast_range": 0.4, "saturation_range": 0.4},
+              "Normalize": {}}
+
+
+def test_image_size_is_width_and_height():
+    assert seg.image_size(64) == [64, 64] and seg.image_size([1024, 512]) == [1024, 512]
+    for bad in (16, [64], [64, "x"], "big"):
+        with pytest.raises(TrainError, match=r"Global.image_size=.*: expected a size in pixels \(at least 32\)"):
+            seg.image_size(bad)
+
+
+def test_transforms_keep_the_recipes_order_and_crops_take_the_image_size():
+    """The order is PaddleSeg's list order: the recipe (and --print-recipe) keeps it."""
+    specs = seg.transform_specs(CITYSCAPES, [1024, 512], "Train.transforms")
+    assert [name for name, _ in specs] == list(CITYSCAPES)
+    assert dict(specs)["RandomPaddingCrop"] == {"crop_size": [1024, 512]}
+    assert dict(specs)["ResizeStepScaling"]["max_scale_factor"] == 2.0
+
+
+def test_a_written_size_wins_and_resize_takes_the_image_size_too():
+    specs = dict(seg.transform_specs({"Resize": {}, "RandomPaddingCrop": {"crop_size": [96, 96]}}, [64, 32], "T"))
+    assert specs == {"Resize": {"target_size": [64, 32]}, "RandomPaddingCrop": {"crop_size": [96, 96]}}
+
+
+def test_null_switches_a_transform_off():
+    specs = seg.transform_specs({**CITYSCAPES, "RandomDistort": None}, [64, 64], "Train.transforms")
+    assert "RandomDistort" not in dict(specs) and len(specs) == 4
+
+
+def test_transforms_that_are_not_by_name_are_refused():
+    with pytest.raises(TrainError, match=r"Train.transforms: expected PaddleSeg transforms by name"):
+        seg.transform_specs([{"type": "Normalize"}], [64, 64], "Train.transforms")
+    with pytest.raises(TrainError, match=r"Eval.transforms.Normalize=3: expected the transform's arguments"):
+        seg.transform_specs({"Normalize": 3}, [64, 64], "Eval.transforms")
+
+
+def test_the_exported_transforms_are_paddlesegs_deploy_list():
+    specs = seg.transform_specs({"Resize": {}, "Normalize": {}}, [512, 512], "Eval.transforms")
+    assert seg.deploy_transforms(specs) == [{"type": "Resize", "target_size": [512, 512]}, {"type": "Normalize"}]
+
+
+@pytest.mark.parametrize("info", [[], [("resize", (40, 48))], [("resize", (40, 48)), ("padding", (64, 64))]])
+def test_trans_info_survives_its_encoding(info):
+    rows = seg.encode_trans_info(info, (40, 48))
+    assert rows[0] == [len(info), 40, 48]          # never empty: Paddle cannot move empty arrays
+    assert seg.decode_trans_info(rows) == info
+
+
+# --- The learnable set ---------------------------------------------------------------------------
+
+def test_the_learnable_set_has_a_disc_per_image_and_a_validation_split(tmp_path):
+    root = sample.learnable(tmp_path / "disc", train=4, val=3, size=32)
+    train = (root / "train_list.txt").read_text().splitlines()
+    val = (root / "val_list.txt").read_text().splitlines()
+    assert len(train) == 4 and len(val) == 3 and not set(train) & set(val)
+    width, height, mask = read_png(root / val[0].split()[1])
+    assert (width, height) == (32, 32) and {v for row in mask for v in row} == {0, 1}
+    ones = sum(map(sum, mask))
+    assert 3.14 * 4 ** 2 * 0.8 < ones < 3.14 * 8 ** 2 * 1.2     # a disc of radius size/8 .. size/4
+    assert len(seg.segmentation_list(root, "val_list.txt")) == 3
+
+
+def test_the_chance_level_is_the_all_background_prediction():
+    masks = [sample.disc_mask(8, 4, 4, 2)]
+    background = sum(row.count(0) for row in masks[0]) / 64
+    assert sample.constant_miou(masks) == pytest.approx(background / 2)
+    assert sample.constant_miou([[[0, 1], [255, 255]]]) == 0.25
+
+
+def test_png_masks_read_back(tmp_path):
+    rows = [[0, 1, 2, 255], [3, 3, 0, 1]]
+    grey_png(tmp_path / "m.png", rows)
+    assert read_png(tmp_path / "m.png") == (4, 2, rows)
+
+
 # --- The suite's reviewed patches (patches/paddleseg/, matrix.yaml suites.paddleseg.patches) ---
 
 def test_every_patch_file_is_listed_in_the_matrix(matrix):
@@ -125,3 +217,6 @@ def test_the_patches_apply_to_the_locked_paddleseg_wheel(matrix, tmp_path, arch)
     loss = (site / "paddleseg/models/losses/cross_entropy_loss.py").read_text()
     assert "paddle.ones_like(label, dtype='float32')" in loss and "paddle.ones_like(label)\n" not in loss
     compile(loss, "cross_entropy_loss.py", "exec")
+    metrics = (site / "paddleseg/utils/metrics.py").read_text()
+    assert metrics.count('"int64")).reshape([1]))') == 3 and 'paddle.concat(pred_area)' in metrics
+    compile(metrics, "metrics.py", "exec")

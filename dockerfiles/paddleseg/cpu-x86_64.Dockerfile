@@ -15,6 +15,8 @@ RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-p
 COPY patches/ /tmp/kunlun/patches/
 RUN patch --directory=/opt/kunlun/suites/paddleseg --strip=1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
         --input=/tmp/kunlun/patches/0001-cross-entropy-float-weights.patch
+RUN patch --directory=/opt/kunlun/suites/paddleseg --strip=1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
+        --input=/tmp/kunlun/patches/0002-metrics-0d-areas.patch
 
 FROM kunlun/paddle:3.2.2-cpu-x86_64
 COPY --from=install /opt/kunlun/suites/paddleseg /opt/kunlun/suites/paddleseg

@@ -132,6 +132,8 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str],
     predict.add_argument("--labels", metavar="FILE", help="label names: '<id> <name>' or one name per line")
     predict.add_argument("--topk", type=int, default=None, metavar="K", help="how many classes to show")
     predict.add_argument("--save", metavar="FILE", help="also write the results as JSON lines")
+    predict.add_argument("--masks", metavar="DIR", help="segmentation: write each input's predicted mask here, a PNG "
+                         "of class ids (default: OUTPUT/masks, else masks/ beside --save)")
 
     check = sub.add_parser("check", help=COMMANDS["check"], description=COMMANDS["check"])
     _common(check, names)
@@ -344,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         if scratch and not parallel.World.from_env().distributed:
             print(f"[{recipe['Bundle'].get('model', 'model')}] {scratch}", flush=True)
         if args.print_recipe:
-            print(json.dumps(args.recipe_view, indent=2, sort_keys=True))
+            # In the recipe's own order: a segmentation recipe's transforms apply in the order written.
+            print(json.dumps(args.recipe_view, indent=2))
             return 0
         if (len(args.device_ids) > 1 or args.nodes) and not parallel.World.from_env().distributed:
             if args.command in ("export", "predict", "check"):

@@ -12,6 +12,7 @@ import math
 import platform
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -223,7 +224,7 @@ class Engine:
         model = self.task.build_model()
         if weights:
             state, file = load_weights(weights)
-            apply_weights(model, state, file, self.say, strict=strict)
+            apply_weights(model, self.task.adapt_weights(model, state), file, self.say, strict=strict)
         return model
 
     # --- evaluation ------------------------------------------------------------------------------
@@ -256,18 +257,29 @@ class Engine:
         Leaving early (a stop signal, the last step) shuts the worker processes down at once: the
         iterator's own thread keeps it alive, and the workers ignore SIGTERM (see _worker_init), so
         they would otherwise outlive the step and hold the exit up."""
+        # With worker processes, Paddle re-raises a worker's error in the loader's reader thread and
+        # the loop only sees "Blocking queue is killed": keep what that thread raised, to report it.
+        thread_errors: list[str] = []
+        previous = threading.excepthook
+
+        def keep(hook_args) -> None:
+            thread_errors.append(str(hook_args.exc_value))
+            if "TrainError" not in thread_errors[-1]:
+                previous(hook_args)
+        threading.excepthook = keep
         iterator = iter(loader)
         try:
             yield from iterator
         except TrainError:
             raise
         except Exception as exc:
-            text = str(exc).strip().splitlines()
+            text = "\n".join([str(exc), *thread_errors]).strip().splitlines()
             found = next((line for line in reversed(text) if "TrainError" in line or ": cannot read" in line), None)
             if found:
                 raise TrainError(found.split("TrainError: ", 1)[-1]) from None
             raise
         finally:
+            threading.excepthook = previous
             shutdown = getattr(iterator, "_try_shutdown_all", None)   # paddle.io's multi-process iterator
             if shutdown:
                 shutdown()
@@ -389,13 +401,16 @@ class Engine:
 
     def _eval_every(self, per_epoch: int, eval_set) -> int:
         """Steps between evaluations: --eval-every (N steps, or Ne for N epochs), else the recipe's
-        Global.eval_interval epochs when the data has a validation split; 0: never."""
+        Global.eval_every (the same forms: iteration-based recipes count steps), else its
+        Global.eval_interval epochs, when the data has a validation split; 0: never."""
         if eval_set is None:
             return 0
         given = self.args.eval_every
         if given is None:
             if self.task.data is None:
                 return 0   # the smoke default: synthetic data has nothing to learn
+            given = self.recipe["Global"].get("eval_every")
+        if given is None:
             interval = self.recipe["Global"].get("eval_interval", 1)
             return max(1, int(round(float(interval) * per_epoch))) if interval else 0
         text = str(given).strip().lower()

@@ -56,7 +56,8 @@ def writable_scratch(env=os.environ, fallback: str = "/dev/shm/kunlun",
     Paddle is imported). Returns a one-line notice when it did, else None."""
     import tempfile
     home = env.get("HOME", "/tmp")
-    if writable(tempfile.gettempdir()) and writable(home):
+    temp = env.get("TMPDIR") or "/tmp"   # not tempfile.gettempdir(): it raises when none is usable
+    if writable(temp) and writable(home):
         return None
     for name in ("tmp", "home"):
         os.makedirs(os.path.join(fallback, name), exist_ok=True)

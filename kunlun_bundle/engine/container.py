@@ -106,6 +106,8 @@ def start(client, image: str, command: Sequence[str] = (), *, error: type[Bundle
 
 
 def show(line: str, prefix: Optional[str] = None) -> None:
-    """Print one line of a container's output, after a dim prefix such as `[rank 1]`."""
+    """Print one line of a container's output, after a dim prefix such as `[rank 1]`; flushed, so that
+    whoever reads a pipe of it acts on each step as it comes."""
     text = f"[dim]{escape(prefix)}[/] {escape(line)}" if prefix else escape(line)
     ui.out.print(text, highlight=False, soft_wrap=True)
+    ui.out.file.flush()

@@ -64,22 +64,34 @@ def test_two_cpu_workers_train_data_parallel(built, tmp_path):
     assert [s for s, _, _ in training(resumed.stdout)[0]] == [3]
 
 
-def test_a_failing_worker_stops_the_job_with_its_error(built, tmp_path):
+def test_a_bad_list_fails_before_any_worker_starts(built, tmp_path):
     data = flowers(tmp_path / "flowers")
     (data / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/missing.png 1\n")
     result = invoke("run", "mobilenetv3", "--devices", "2", "--data", str(data), "--", "--steps", "1", check=False)
-    assert result.returncode != 0
+    assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "/data/train_list.txt:2: image jpg/missing.png not found" in output
+    assert "launching" not in output and "Traceback" not in output
+
+
+def test_a_failing_worker_stops_the_job_with_its_error(built, tmp_path):
+    """A corrupt image is found only when a worker decodes it: that worker fails, the job stops."""
+    data = flowers(tmp_path / "flowers")
+    (data / "jpg/image_00002.png").write_bytes(b"not a png")
+    result = invoke("run", "mobilenetv3", "--devices", "2", "--data", str(data), "--", "--steps", "2",
+                    "--batch-size", "1", "--workers", "0", "-o", "Arch.class_num=3", "-o", "Global.image_size=32", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "/data/train_list.txt:2: cannot read image" in output
     assert "a data-parallel worker failed" in output
 
 
 # --- the engine: a classifier learns, evaluates, exports and predicts --------------------------
 # The smallest configuration that shows learning: MobileNetV3 at 32 px on 4 colour classes (64
 # training images, 32 for validation), the flowers102 recipe's cosine schedule at a from-scratch
-# learning rate, 60 steps of 16.
-LEARN = ["--recipe", "flowers102-finetune", "--steps", "60", "--batch-size", "16", "--eval-every", "20",
-         "-o", "Global.image_size=32", "-o", "Arch.class_num=4", "-o", "Optimizer.lr.learning_rate=0.1",
+# learning rate, 80 steps of 16 (over three seeds it passed 0.9 by step 60, and 0.25 at step 20 is chance).
+LEARN = ["--recipe", "flowers102-finetune", "--steps", "80", "--batch-size", "16", "--eval-every", "20",
+         "-o", "Global.image_size=32", "-o", "Arch.class_num=4", "-o", "Optimizer.lr.learning_rate=0.04",
          "-o", "Optimizer.lr.warmup_epoch=0"]
 
 
@@ -97,24 +109,24 @@ def test_a_classifier_learns_from_chance_to_over_90_percent(learned):
     data, out, output = learned
     chance = 1 / len(LEARNABLE)
     steps, summary = training(output)
-    assert [s for s, _, _ in steps] == list(range(1, 61))
+    assert [s for s, _, _ in steps] == list(range(1, 81))
     assert summary["metric"]["top1"] >= 0.9, output                      # chance is 0.25
     assert summary["best"]["metric"] == "top1" and summary["best"]["value"] >= 0.9
     evals = evaluations(output)
-    assert [s for s, _ in evals] == [20, 40, 60]
+    assert [s for s, _ in evals] == [20, 40, 60, 80]
     print(f"\ntop-1 by step (chance {chance}): {[(s, m['top1']) for s, m in evals]}")
     assert steps[-1][2] < steps[0][2] / 2                                 # the loss fell
     assert "schedule: Cosine" in output
-    assert sorted(p.name for p in out.iterdir()) == ["best", "ckpt-000060", "inference", "metrics.jsonl", "vdl"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "ckpt-000080", "inference", "metrics.jsonl", "vdl"]
 
 
 def test_the_metrics_log_has_every_step_and_evaluation_and_visualdl_has_them_too(learned):
     _, out, _ = learned
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [e for e in events if e["event"] == "train"]
-    assert [e["step"] for e in train] == list(range(1, 61))
+    assert [e["step"] for e in train] == list(range(1, 81))
     assert train[0]["lr"] > train[-1]["lr"] > 0                          # the cosine decays
-    assert [e["step"] for e in events if e["event"] == "eval"] == [20, 40, 60]
+    assert [e["step"] for e in events if e["event"] == "eval"] == [20, 40, 60, 80]
     assert list((out / "vdl").glob("vdlrecords.*.log"))
 
 

@@ -112,6 +112,11 @@ class Task(abc.ABC):
     def input_spec(self) -> list:
         """paddle.static.InputSpec list of the exported inference model."""
 
+    def adapt_weights(self, model, state: dict) -> dict:
+        """Weights from a file (--pretrained, eval, export) as this model names them; the suite's
+        published files may name a part of it (a backbone) on its own."""
+        return state
+
     def export_layer(self, model):
         """The layer paddle.jit.save writes (the model, or the model plus its deploy-time head)."""
         return model
@@ -162,9 +167,9 @@ TASKS = {
         data_check="classification"),
     "segmentation": Spec(
         "segmentation",
-        "a directory with train_list.txt: '<image path> <label mask path>' lines, masks single-channel PNGs "
-        "of class ids, 255 = ignore (optic_disc_seg / PaddleSeg style)",
-        {"DataLoader": {"train_list": "train_list.txt"}}),
+        "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label mask path>' "
+        "lines, masks single-channel PNGs of class ids, 255 = ignore (optic_disc_seg / PaddleSeg style)",
+        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True),
     "reinforcement-learning": Spec(
         "reinforcement",
         "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
