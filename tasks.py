@@ -12,13 +12,9 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from kunlun_bundle import base as base_rootfs
-from kunlun_bundle import fetch as fetcher
-from kunlun_bundle import build as builder
-from kunlun_bundle import chain, devices, doctor as host_doctor, lock as locker, matrix
-from kunlun_bundle import k8s as kube, multinode, naming, render as renderer, run as runner, ui
-from kunlun_bundle import publish as publisher
+from kunlun_bundle import host, images, matrix, naming, overview, publishing, training, ui
 from kunlun_bundle.errors import BundleError
+from kunlun_bundle.images import chain
 
 ROOT = Path(__file__).resolve().parent
 MATRIX = Path(os.environ.get("KUNLUN_MATRIX", ROOT / "matrix.yaml"))   # tests point it elsewhere
@@ -60,36 +56,15 @@ def _cells(m, arch, models, flavour):
 @bundle_task(name="list")
 def list_(c):
     """Show the matrix: every model, its suite, state, archs, flavours and image tags."""
-    m = matrix.load(MATRIX)
-    rows = []
-    for name, model in m.models.items():
-        suite = m.suites[model.suite]
-        if model.status is matrix.Status.ready:
-            tags = [naming.model_image(m, name, f, a) for f in m.ready_flavours() for a in m.model_archs(name, f)]
-            state = "ready"
-        else:
-            tags, state = [], f"planned: {model.reason}" if model.reason else "planned"
-        flavours = [f for f in m.flavours if m.model_archs(name, f)]
-        archs = model.archs + [f"not {arch}: {why}" for arch, why in model.excluded.items()]
-        rows.append([name, f"{model.suite} {suite.version}", state, "\n".join(archs),
-                     ", ".join(flavours), "\n".join(model.recipes) or "-", "\n".join(tags) or "-"])
-    ui.table(["model", "suite", "state", "archs", "flavours", "recipes (first: default)", "image tags"], rows)
-    rows = []
-    for name, f in m.flavours.items():
-        state = "ready" if f.status is matrix.Status.ready else f"planned: {f.reason or ''}".rstrip(": ")
-        runtime = m.runtimes[f.runtime] if f.runtime else None
-        device = f"XRE {runtime.version} ({', '.join(runtime.chips)})" if runtime else "CPU"
-        rows.append([name, state, device, ", ".join(f"{a}: {r}" for a, r in f.paddle.items()),
-                     f"{f.base} (Python {m.bases[f.base].python})"])
-    ui.table(["flavour", "state", "device", "paddle", "base"], rows)
+    overview.show(matrix.load(MATRIX))
 
 
 @bundle_task(help={"check": "Change nothing; exit 1 and list the files rendering would change."})
 def render(c, check=False):
     """Render dockerfiles/ from templates/ and matrix.yaml (deterministic; committed)."""
     m = matrix.load(MATRIX)
-    rendered = renderer.render_all(m, ROOT)
-    drift = renderer.check(rendered, ROOT) if check else renderer.write(rendered, ROOT)
+    rendered = images.render.render_all(m, ROOT)
+    drift = images.render.check(rendered, ROOT) if check else images.render.write(rendered, ROOT)
     for d in drift:
         ui.out.print(f"{d.change:8} {d.path}")
     if check and drift:
@@ -105,13 +80,7 @@ def render(c, check=False):
 def base(c, arch=None, force=False):
     """Bootstrap the Debian base image(s) from packages (mmdebstrap); skipped when present."""
     m = matrix.load(MATRIX)
-    layers = {layer.image: layer for top in chain.all_ready(m) for layer in top.ancestry()[:1]
-              if layer.arch in m.arch_registry.resolve(arch)}
-    if force:   # the cached rootfs tarball would otherwise be reused as it is
-        for layer in layers.values():
-            base_rootfs.rootfs_path(m, layer.name, layer.arch).unlink(missing_ok=True)
-    results = builder.build_layers(m, [*layers.values()], ROOT, no_cache=force)
-    builder.summarise([*results.values()])
+    images.build.summarise(images.build.build_bases(m, m.arch_registry.resolve(arch), ROOT, force=force))
 
 
 @bundle_task(help={"arch": "Arch(s) to lock (default: all).",
@@ -120,18 +89,8 @@ def lock(c, arch="all", check=False):
     """Resolve every environment to exact versions with sha256 hashes (locks/<arch>/<flavour>/*.txt)."""
     m = matrix.load(MATRIX)
     archs = m.arch_registry.resolve(arch)
-    layers = [layer for layer in chain.unique_layers(chain.all_ready(m)) if layer.lock and layer.arch in archs]
-    stale = []
-    for layer in layers:   # parents first: a suite's lock is resolved against its framework's
-        if locker.is_current(m, layer, ROOT):
-            ui.detail(f"{layer.lock} is current")
-            continue
-        stale.append(layer.lock)
-        if not check:
-            with ui.step(f"resolve {layer.cell} for {layer.arch.name}"):
-                lockfile = locker.resolve(m, layer, ROOT)
-                (ROOT / layer.lock).parent.mkdir(parents=True, exist_ok=True)
-                (ROOT / layer.lock).write_text(lockfile.text(), encoding="utf-8")
+    layers = [layer for layer in chain.unique_layers(chain.all_ready(m)) if layer.arch in archs]
+    stale = images.lock.update(m, layers, ROOT, write=not check)
     if check and stale:
         ui.error(f"lock files out of date: {', '.join(map(str, stale))}", "run `invoke lock` and commit the result")
         raise Exit(code=1)
@@ -143,7 +102,7 @@ def fetch(c, arch=None, source=None):
     """Download every locked wheel into the cache, verifying each sha256."""
     m = matrix.load(MATRIX)
     layers = chain.unique_layers(chain.select(m, None, None, m.arch_registry.resolve(arch)))
-    builder.fetch_inputs(m, layers, ROOT, Path(source) if source else None)
+    images.build.fetch_inputs(m, layers, ROOT, Path(source) if source else None)
 
 
 @bundle_task(help={"flavour": "Flavours to show (default: all that download more than PyPI wheels).",
@@ -152,14 +111,7 @@ def inputs(c, flavour=None, source=None):
     """The files the XPU flavours need besides PyPI wheels: URL, recorded sha256, and the sha256 of a local copy."""
     m = matrix.load(MATRIX)
     names = [f.strip() for f in flavour.split(",")] if flavour else list(m.flavours)
-    rows = []
-    for where, what, item in fetcher.declared_inputs(m, names):
-        local = fetcher.locate(item.filename, Path(source) if source else None)
-        actual = fetcher.sha256_of(local) if local else None
-        state = ("matches" if actual == item.sha256 else "DIFFERS from the recorded sha256") if actual and item.sha256 \
-            else (f"record it at {where}.sha256" if actual else "no local copy")
-        rows.append([what, item.url, item.sha256 or "not recorded", f"{local}\n{actual}" if local else "-", state])
-    ui.table(["input", "url", "recorded sha256", "local copy / its sha256", "state"], rows)
+    images.fetch.show_inputs(m, names, Path(source) if source else None)
 
 
 @bundle_task(iterable=["model"],
@@ -171,8 +123,8 @@ def inputs(c, flavour=None, source=None):
 def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False):
     """Build the image chain base -> paddle -> suite -> model for the cells asked, network off."""
     m = matrix.load(MATRIX)
-    results = builder.build(m, _cells(m, arch, model or [], flavour), ROOT, no_cache=no_cache, verbose=verbose)
-    builder.summarise(results)
+    results = images.build.build(m, _cells(m, arch, model or [], flavour), ROOT, no_cache=no_cache, verbose=verbose)
+    images.build.summarise(results)
 
 
 @bundle_task(help={"model": "The model to train, e.g. resnet50.",
@@ -194,10 +146,10 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
     [cell] = _cells(m, arch, [model], flavour)[:1]
     args = _extra_args() + (["--devices", str(devices)] if devices else [])   # after a command (eval ...)
     if nodes:
-        code = multinode.run_job(cell, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
+        code = training.multinode.run_job(cell, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
     else:
         across = [f"--{k}={v}" for k, v in (("nnodes", nnodes), ("rank", rank), ("master", master)) if v is not None]
-        code = runner.run(m, cell, data=data, output=output, args=args + across, cpus=cpus, xpus=xpus,
+        code = training.run.run(m, cell, data=data, output=output, args=args + across, cpus=cpus, xpus=xpus,
                           host_network=bool(across))
     if code:
         raise Exit(code=code)
@@ -207,14 +159,14 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
                    "dev_root": "Where the device nodes are (default /dev, or $KUNLUN_DEV_ROOT)."})
 def cdi(c, output="/etc/cdi/kunlunxin-xpu.yaml", dev_root=None):
     """Write a Container Device Interface spec for this host's Kunlun cards (kunlunxin.com/xpu=0, ..., =all)."""
-    spec = devices.cdi_spec(devices.Cards.discover(Path(dev_root) if dev_root else None))
+    spec = training.devices.cdi_spec(training.devices.Cards.discover(Path(dev_root) if dev_root else None))
     if output == "-":
-        print(devices.cdi_text(spec), end="")
+        print(training.devices.cdi_text(spec), end="")
         return
-    devices.write_cdi(spec, Path(output))
-    names = ", ".join(f"{devices.CDI_KIND}={d['name']}" for d in spec["devices"])
+    training.devices.write_cdi(spec, Path(output))
+    names = ", ".join(f"{training.devices.CDI_KIND}={d['name']}" for d in spec["devices"])
     ui.info(f"wrote {output}: {names}")
-    ui.info(f"use with a CDI-aware runtime, e.g. `docker run --device {devices.CDI_KIND}=0 ...` (Docker 25+, CDI enabled)")
+    ui.info(f"use with a CDI-aware runtime, e.g. `docker run --device {training.devices.CDI_KIND}=0 ...` (Docker 25+, CDI enabled)")
 
 
 @bundle_task(iterable=["model"],
@@ -236,7 +188,7 @@ def publish(c, registry, model=None, flavour=None, arch="all", push=False, force
     m = matrix.load(MATRIX)
     archs = [a.name for a in m.arch_registry.resolve(arch)] if arch not in ("none", "") else []
     layers = _cells(m, "all", model or [], flavour)
-    publisher.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
+    publishing.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
                       report_dir=Path(report), smoke_args=smoke_args.split())
 
 
@@ -257,10 +209,10 @@ def k8s(c, model, nodes=2, xpus_per_node=0, registry=None, flavour=None, arch=No
     m = matrix.load(MATRIX)
     flavour = flavour or ("xpu" if int(xpus_per_node) else None)
     [cell] = _cells(m, arch, [model], flavour)[:1]
-    job = kube.Job(name=f"kunlun-{model}", image=naming.registry_image(cell.image, registry), nodes=int(nodes),
+    job = training.k8s.Job(name=f"kunlun-{model}", image=naming.registry_image(cell.image, registry), nodes=int(nodes),
                    xpus_per_node=int(xpus_per_node), data_claim=data_claim, output_claim=output_claim,
                    args=list(arg or []))
-    for path in kube.write(job, Path(output or ROOT / "k8s" / model)):
+    for path in training.k8s.write(job, Path(output or ROOT / "k8s" / model)):
         ui.info(f"wrote {path}")
 
 
@@ -268,7 +220,7 @@ def k8s(c, model, nodes=2, xpus_per_node=0, registry=None, flavour=None, arch=No
 def doctor(c):
     """Check the host (Docker, binfmt emulation, tools, disk, base images) and say how to fix each failure."""
     m = matrix.load(MATRIX)
-    if not host_doctor.report(m):
+    if not host.doctor.report(m):
         raise Exit(code=1)
 
 
@@ -276,11 +228,11 @@ def doctor(c):
                    "steps": "Training steps for the demo run."})
 def quickstart(c, model="resnet50", steps=5):
     """Set up the host, bootstrap the base, build MODEL and train it for a few steps."""
-    host_doctor.install_host_packages()
+    host.doctor.install_host_packages()
     m = matrix.load(MATRIX)
     cells = _cells(m, None, [model], None)
-    builder.summarise(builder.build(m, cells, ROOT))
-    code = runner.run(m, cells[0], args=["--steps", str(steps)])
+    images.build.summarise(images.build.build(m, cells, ROOT))
+    code = training.run.run(m, cells[0], args=["--steps", str(steps)])
     if code:
         raise Exit(code=code)
     ui.info(f"\nDone. Train again with `docker run --rm {naming.model_latest(m, model).rsplit(':', 1)[0]}`"

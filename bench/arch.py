@@ -26,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kunlun_bundle import build, cache, chain, matrix  # noqa: E402
+from kunlun_bundle import matrix  # noqa: E402
+from kunlun_bundle.host import cache  # noqa: E402
+from kunlun_bundle.images import build, chain  # noqa: E402
 
 from foundation import timed_run  # noqa: E402
 

@@ -22,7 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kunlun_bundle import base, build, cache, chain, docker_api, lock, matrix  # noqa: E402
+from kunlun_bundle import matrix  # noqa: E402
+from kunlun_bundle.engine import docker_api  # noqa: E402
+from kunlun_bundle.host import cache  # noqa: E402
+from kunlun_bundle.images import build, chain, kinds, lock, rootfs  # noqa: E402
 
 RESULTS = ROOT / "bench/results/foundation.json"
 
@@ -50,7 +53,7 @@ def bench_build(m, cold: bool) -> dict:
         for _ in range(6):
             if not client.images.prune(filters={"dangling": True}).get("ImagesDeleted"):
                 break
-        base.rootfs_path(m, "bookworm", m.arch_registry.native()).unlink(missing_ok=True)
+        rootfs.rootfs_path(m, "bookworm", m.arch_registry.native()).unlink(missing_ok=True)
         start = time.monotonic()
         results = build.build_layers(m, layers, ROOT)
         out["cold_total_s"] = round(time.monotonic() - start, 1)
@@ -70,13 +73,13 @@ def bench_size(m) -> dict:
     sizes = {layer.kind: client.images.get(layer.image).attrs["Size"] for layer in layers}
     kinds = [layer.kind for layer in layers]
     own = {k: sizes[k] - (sizes[kinds[i - 1]] if i else 0) for i, k in enumerate(kinds)}
-    rootfs = base.rootfs_path(m, "bookworm", m.arch_registry.native()).stat().st_size
+    rootfs_size = rootfs.rootfs_path(m, "bookworm", m.arch_registry.native()).stat().st_size
     site = sh("docker", "run", "--rm", "--entrypoint", "du", layers[-1].image, "-sb",
               "/opt/kunlun/venv/lib/python3.11/site-packages", "/opt/kunlun/suites/paddleclas").stdout
     site_bytes = sum(int(line.split()[0]) for line in site.splitlines())
-    return {"image_bytes": sizes["model"], "own_bytes_per_layer": own, "rootfs_tar_bytes": rootfs,
+    return {"image_bytes": sizes["model"], "own_bytes_per_layer": own, "rootfs_tar_bytes": rootfs_size,
             "site_packages_bytes": site_bytes,
-            "image_vs_rootfs_plus_site_packages": round(sizes["model"] / (rootfs + site_bytes), 3)}
+            "image_vs_rootfs_plus_site_packages": round(sizes["model"] / (rootfs_size + site_bytes), 3)}
 
 
 def host_venv(m) -> Path:
@@ -116,7 +119,7 @@ def bench_step(m, steps: int, rounds: int, threads: int) -> dict:
     image = chain_layers(m)[-1].image
     venv = host_venv(m)
     recipe = cache.scratch() / "bench-recipe.json"
-    recipe.write_bytes(build.recipe_json(m, "resnet50"))
+    recipe.write_bytes(kinds.recipe_json(m, "resnet50"))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "entrypoints"), KUNLUN_MODEL="resnet50", KUNLUN_RECIPE=str(recipe),
                HOME=str(cache.scratch()))
     args = ["--steps", str(steps), "--threads", str(threads)]

@@ -23,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kunlun_bundle import build, cache, chain, docker_api, lock, matrix  # noqa: E402
+from kunlun_bundle import matrix  # noqa: E402
+from kunlun_bundle.engine import docker_api  # noqa: E402
+from kunlun_bundle.host import cache  # noqa: E402
+from kunlun_bundle.images import chain, kinds, lock  # noqa: E402
 
 from foundation import timed_run  # noqa: E402
 
@@ -66,7 +69,7 @@ def build_log() -> dict[str, dict]:
 def step_times(m, name: str, layer, steps: int, threads: int) -> dict:
     venv = host_venv(m, layer)
     recipe = cache.scratch() / f"bench-{name}.json"
-    recipe.write_bytes(build.recipe_json(m, name))
+    recipe.write_bytes(kinds.recipe_json(m, name))
     home = cache.scratch() / f"bench-home-{name}"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "entrypoints"), KUNLUN_MODEL=name, KUNLUN_RECIPE=str(recipe),

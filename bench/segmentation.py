@@ -29,7 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from kunlun_bundle import build, cache, chain, matrix  # noqa: E402
+from kunlun_bundle import matrix  # noqa: E402
+from kunlun_bundle.host import cache  # noqa: E402
+from kunlun_bundle.images import chain, kinds  # noqa: E402
 from models import host_venv  # noqa: E402
 from tests.sample_data import segmentation as sample  # noqa: E402
 
@@ -64,7 +66,7 @@ for workers in (0, 1):
 def run(m, model: str, args: list[str], python: list[str] | None = None) -> tuple[float, str]:
     venv = host_venv(m, chain.model_layer(m, model, "cpu", m.arch_registry.native()))
     recipe = cache.scratch() / f"bench-seg-{model}.json"
-    recipe.write_bytes(build.recipe_json(m, model))
+    recipe.write_bytes(kinds.recipe_json(m, model))
     home = cache.scratch() / "bench-seg-home"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "entrypoints"), KUNLUN_MODEL=model, KUNLUN_RECIPE=str(recipe),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import fetch, lock
+from kunlun_bundle.images import fetch, lock
 from kunlun_bundle.errors import InputError
 from kunlun_bundle.matrix import patch_path
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import lock, matrix as matrix_mod, render
-from kunlun_bundle.chain import unique_layers, all_ready
+from kunlun_bundle import matrix as matrix_mod
+from kunlun_bundle.images import lock, render
+from kunlun_bundle.images.chain import unique_layers, all_ready
 from kunlun_train.datasets import text
 from kunlun_train.errors import TrainError
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import chain, fetch, lock
-from kunlun_bundle.context import BuildContext
+from kunlun_bundle.images import chain, fetch, lock
+from kunlun_bundle.images.context import BuildContext
 from kunlun_bundle.errors import HashMismatchError, InputError
 
 # --- lock files ---------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_a_file_that_does_not_match_its_pin_fails_the_context(tmp_path):
 
 def test_build_time_labels_are_one_label_instruction(tmp_path):
     """One LABEL step (the legacy builder commits one layer per instruction), values quoted, `$` kept literal."""
-    from kunlun_bundle.build import dockerfile_with_labels
+    from kunlun_bundle.images.build import dockerfile_with_labels
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     text = dockerfile_with_labels(tmp_path / "Dockerfile", {"b.price": 'costs $5 "now"', "a.x": "1"}).decode()
     assert text.count("LABEL") == 1 and text.startswith("FROM scratch\n")

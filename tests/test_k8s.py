@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from kunlun_bundle import k8s, naming
+from kunlun_bundle import naming
+from kunlun_bundle.training import k8s
 from kunlun_bundle.errors import UsageError
 
 IMAGE = "registry.example:5000/kunlun/resnet50:0.1.0-paddle3.2.2-xpu-x86_64"

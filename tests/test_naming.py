@@ -1,5 +1,6 @@
 """Image names and tags are derived in one place (kunlun_bundle/naming.py) from the matrix."""
-from kunlun_bundle import chain, naming
+from kunlun_bundle import naming
+from kunlun_bundle.images import chain
 
 
 def test_model_tags_are_version_flavour_arch(small_matrix):
@@ -45,7 +46,8 @@ def test_planned_models_are_not_built(small_matrix):
 def test_a_namespace_override_retags_local_images_but_not_the_dockerfiles(monkeypatch, root):
     """$KUNLUN_NAMESPACE (several checkouts or test runs on one Docker host): local tags move, the
     committed Dockerfiles keep the matrix's namespace, and the build points FROM at the parent's id."""
-    from kunlun_bundle import build, matrix, render
+    from kunlun_bundle import matrix
+    from kunlun_bundle.images import build, render
     monkeypatch.setenv("KUNLUN_NAMESPACE", "kunlun-dev")
     m = matrix.load(root / "matrix.yaml")
     top = chain.model_layer(m, "resnet50", "cpu", m.arch_registry["x86_64"])

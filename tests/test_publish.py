@@ -9,9 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
-from kunlun_bundle import build, chain, naming, publish, registry, sbom
+from kunlun_bundle import layout, naming, publishing
+from kunlun_bundle.images import chain, fetch, labels, lock
+from kunlun_bundle.publishing import plan, registry, sbom
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github/workflows/images.yml"
@@ -51,13 +54,13 @@ def test_every_tag_is_a_valid_docker_tag(matrix):
 
 def cell_of(matrix, run_archs=("x86_64", "aarch64"), model="resnet50"):
     layers = chain.select(matrix, [model], None, list(matrix.arch_registry))
-    [cell] = publish.cells_for(matrix, "127.0.0.1:5000/test", layers, list(run_archs))
+    [cell] = plan.cells_for(matrix, "127.0.0.1:5000/test", layers, list(run_archs))
     return cell
 
 
-def in_registry(a, source="sha256:local", smoke=publish.SMOKE_PASSED, revision=REVISION, digest="sha256:remote"):
+def in_registry(a, source="sha256:local", smoke=labels.SMOKE_PASSED, revision=REVISION, digest="sha256:remote"):
     a.remote_digest = digest + a.arch
-    a.remote_labels = {publish.SOURCE_LABEL: source, publish.SMOKE_LABEL: smoke, publish.REVISION_LABEL: revision}
+    a.remote_labels = {labels.SOURCE_IMAGE: source, labels.SMOKE: smoke, labels.REVISION: revision}
     a.entry = {"mediaType": registry.MANIFEST, "digest": a.remote_digest, "size": 1000,
                "platform": {"architecture": a.platform.split("/")[1], "os": "linux"}}
 
@@ -73,11 +76,11 @@ def test_the_plan_has_every_declared_arch_behind_one_repository(matrix):
 def test_a_missing_arch_holds_the_whole_cell_back_and_says_which(matrix):
     cell = cell_of(matrix)
     cell.archs[0].local_id = "sha256:local"                    # x86_64 built, aarch64 not
-    publish.classify([cell], REVISION, manifests=True)
+    plan.classify([cell], REVISION, manifests=True)
     assert cell.status == "blocked"
     assert cell.reason.startswith("aarch64 missing: no local image kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64")
     assert "invoke build --arch aarch64 --model resnet50" in cell.reason
-    rows = publish.plan_rows([cell], manifests=True)
+    rows = plan.rows([cell], manifests=True)
     assert [r[2] for r in rows[:3]] == ["held back", "missing", "held back"]
 
 
@@ -85,26 +88,26 @@ def test_both_archs_built_pass_the_gate_and_are_new(matrix):
     cell = cell_of(matrix)
     for a in cell.archs:
         a.local_id = "sha256:local"
-    publish.classify([cell], REVISION, manifests=True)
+    plan.classify([cell], REVISION, manifests=True)
     assert cell.status == "planned" and cell.reason is None
     assert [a.state for a in cell.archs] == ["new", "new"]
-    assert publish.conflicts([cell], manifests=True) == []
+    assert plan.conflicts([cell], manifests=True) == []
 
 
 def test_an_arch_from_another_job_counts_only_from_this_commit_with_a_passed_smoke_test(matrix):
     cell = cell_of(matrix, run_archs=["x86_64"])
     cell.archs[0].local_id = "sha256:local"
-    publish.classify([cell], REVISION, manifests=True)
+    plan.classify([cell], REVISION, manifests=True)
     assert "aarch64 missing: not in this run" in cell.reason
     for smoke, revision, expected in [("failed", REVISION, "no passed smoke test"),
-                                      (publish.SMOKE_PASSED, "b" * 40, "is from revision bbbbbbbbbbbb")]:
+                                      (labels.SMOKE_PASSED, "b" * 40, "is from revision bbbbbbbbbbbb")]:
         in_registry(cell.archs[1], smoke=smoke, revision=revision)
-        assert expected in publish.gate_before_push(cell, REVISION, manifests=True)
+        assert expected in plan.gate_before_push(cell, REVISION, manifests=True)
     in_registry(cell.archs[1])
-    assert publish.gate_before_push(cell, REVISION, manifests=True) is None
+    assert plan.gate_before_push(cell, REVISION, manifests=True) is None
     # per-arch CI jobs push without manifest lists: the other arch does not matter then
     cell.archs[1].entry = None
-    assert publish.gate_before_push(cell, REVISION, manifests=False) is None
+    assert plan.gate_before_push(cell, REVISION, manifests=False) is None
 
 
 def test_an_image_made_from_the_same_local_image_is_present_and_not_pushed_again(matrix):
@@ -113,10 +116,10 @@ def test_an_image_made_from_the_same_local_image_is_present_and_not_pushed_again
         a.local_id = "sha256:local"
         in_registry(a)
     cell.remote_version_digest = registry.digest_of(registry.list_body([a.entry for a in cell.archs]))
-    publish.classify([cell], REVISION, manifests=True)
+    plan.classify([cell], REVISION, manifests=True)
     assert [a.state for a in cell.archs] == ["present", "present"]
-    assert publish.conflicts([cell], manifests=True) == []
-    assert publish.plan_rows([cell], manifests=True)[2][2] == "present"
+    assert plan.conflicts([cell], manifests=True) == []
+    assert plan.rows([cell], manifests=True)[2][2] == "present"
 
 
 def test_immutable_tags_naming_other_images_are_conflicts(matrix):
@@ -124,11 +127,11 @@ def test_immutable_tags_naming_other_images_are_conflicts(matrix):
     for a in cell.archs:
         a.local_id = "sha256:local"
         in_registry(a)
-    cell.archs[1].remote_labels[publish.SOURCE_LABEL] = "sha256:older"
+    cell.archs[1].remote_labels[labels.SOURCE_IMAGE] = "sha256:older"
     cell.remote_version_digest = "sha256:oldlist"
-    publish.classify([cell], REVISION, manifests=True)
+    plan.classify([cell], REVISION, manifests=True)
     assert cell.archs[1].state == "conflict"
-    found = publish.conflicts([cell], manifests=True)
+    found = plan.conflicts([cell], manifests=True)
     assert len(found) == 2
     assert found[0].startswith("127.0.0.1:5000/test/resnet50:0.1.0-paddle3.2.2-cpu-aarch64 is sha256:remoteaarch")
     assert "0.1.0-paddle3.2.2-cpu is sha256:oldlist and would change" in found[1]
@@ -140,8 +143,8 @@ def test_a_version_list_naming_other_digests_is_a_conflict_even_when_the_images_
         a.local_id = "sha256:local"
         in_registry(a)
     cell.remote_version_digest = "sha256:handmade"
-    publish.classify([cell], REVISION, manifests=True)
-    assert "not the list of the per-arch images" in publish.conflicts([cell], manifests=True)[0]
+    plan.classify([cell], REVISION, manifests=True)
+    assert "not the list of the per-arch images" in plan.conflicts([cell], manifests=True)[0]
 
 
 def test_a_manifest_list_is_deterministic_and_sorted_by_platform(matrix):
@@ -158,7 +161,7 @@ def test_a_manifest_list_is_deterministic_and_sorted_by_platform(matrix):
 
 def test_a_manifest_entry_takes_the_platform_from_the_image_config():
     manifest = registry.Manifest("sha256:d", registry.MANIFEST, 1234, {})
-    assert publish.entry(manifest, {"architecture": "arm64", "os": "linux", "variant": "v8"}) == {
+    assert plan.entry(manifest, {"architecture": "arm64", "os": "linux", "variant": "v8"}) == {
         "mediaType": registry.MANIFEST, "digest": "sha256:d", "size": 1234,
         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}
 
@@ -175,51 +178,54 @@ def test_the_registry_argument_needs_a_host():
 
 def test_model_images_get_the_oci_and_bundle_labels(matrix, root):
     layer = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["aarch64"])
-    labels = build.labels_for(matrix, layer, ROOT)
+    found = labels.at_build(matrix, layer, ROOT)
     git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
-    assert labels["org.opencontainers.image.revision"] == git("rev-parse", "HEAD")
-    assert labels["org.opencontainers.image.created"] == git("log", "-1", "--format=%cI")   # the commit, not the clock
-    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
-    assert "ResNet50" in labels["org.opencontainers.image.description"]
-    assert "PaddlePaddle 3.2.2" in labels["org.opencontainers.image.description"]
-    assert labels["io.kunlun.runtime.version"] == "none"
-    assert labels["io.kunlun.lock.paddleclas.sha256"] == build.fetch.sha256_of(ROOT / "locks/aarch64/cpu/paddleclas.txt")
-    assert labels["io.kunlun.lock.paddle.sha256"] == build.fetch.sha256_of(ROOT / "locks/aarch64/cpu/paddle.txt")
+    assert found["org.opencontainers.image.revision"] == git("rev-parse", "HEAD")
+    assert found["org.opencontainers.image.created"] == git("log", "-1", "--format=%cI")   # the commit, not the clock
+    assert found["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert "ResNet50" in found["org.opencontainers.image.description"]
+    assert "PaddlePaddle 3.2.2" in found["org.opencontainers.image.description"]
+    # one key per fact: the runtime's version is io.kunlun.xpu.runtime.version, on the XPU framework layer only
+    assert not any("runtime" in key for key in found)
+    assert found["io.kunlun.lock.paddleclas.sha256"] == fetch.sha256_of(ROOT / "locks/aarch64/cpu/paddleclas.txt")
+    assert found["io.kunlun.lock.paddle.sha256"] == fetch.sha256_of(ROOT / "locks/aarch64/cpu/paddle.txt")
     # the rest comes from the model's Dockerfile: together they are the whole set
     dockerfile = (ROOT / layer.dockerfile).read_text()
     for key in ("org.opencontainers.image.title", "org.opencontainers.image.version", "io.kunlun.arch",
                 "io.kunlun.flavour", "io.kunlun.paddle.version", "io.kunlun.suite", "io.kunlun.suite.version"):
-        assert f"{key}=" in dockerfile and key not in labels
+        assert f"{key}=" in dockerfile and key not in found
 
 
 def test_lower_layers_get_no_commit_labels(matrix):
     """A commit-dependent label on a framework or suite layer would bust the cache of everything above it."""
     top = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["x86_64"])
     for layer in top.ancestry()[1:3]:
-        assert list(build.labels_for(matrix, layer, ROOT)) == ["io.kunlun.lock.sha256"]
+        assert list(labels.at_build(matrix, layer, ROOT)) == ["io.kunlun.lock.sha256"]
 
 
 def test_the_source_url_never_carries_credentials(monkeypatch):
-    assert build.public_url("https://ci:ghp_secret@github.com/org/kunlun.git") == "https://github.com/org/kunlun.git"
+    assert labels.public_url("https://ci:ghp_secret@github.com/org/kunlun.git") == "https://github.com/org/kunlun.git"
     monkeypatch.setenv("KUNLUN_SOURCE_URL", "https://x:tok@git.example/kunlun")
-    build.git_facts.cache_clear()
+    labels.git_facts.cache_clear()
     try:
-        assert build.git_facts(ROOT)["source"] == "https://git.example/kunlun"
+        assert labels.git_facts(ROOT)["source"] == "https://git.example/kunlun"
     finally:
-        build.git_facts.cache_clear()
+        labels.git_facts.cache_clear()
 
 
 def test_the_published_labels_keep_what_the_image_was_built_from(matrix):
     cell = cell_of(matrix)
     a = cell.archs[0]
     a.local_id = "sha256:abc"
-    labels = publish.publish_labels(matrix, ROOT, cell, a, {"org.opencontainers.image.revision": "b" * 40})
-    assert labels["org.opencontainers.image.revision"] == "b" * 40
-    assert labels[publish.SOURCE_LABEL] == "sha256:abc" and labels[publish.SMOKE_LABEL] == publish.SMOKE_PASSED
-    assert labels[publish.SBOM_LABEL] == sbom.SBOM_DIR == "/opt/kunlun/sbom"
-    dockerfile = publish.publish_dockerfile("sha256:abc", labels)
+    model = chain.model_layer(matrix, cell.model, cell.flavour, matrix.arch_registry[a.arch])
+    found = labels.published(matrix, model, ROOT, {"org.opencontainers.image.revision": "b" * 40}, a.local_id)
+    assert found["org.opencontainers.image.revision"] == "b" * 40
+    assert found[labels.SOURCE_IMAGE] == "sha256:abc" and found[labels.SMOKE] == labels.SMOKE_PASSED
+    assert found[labels.SBOM] == layout.SBOM_DIR == "/opt/kunlun/sbom"
+    dockerfile = publishing.layer.dockerfile("sha256:abc", found)
     assert dockerfile.startswith("FROM sha256:abc\nCOPY sbom/ /opt/kunlun/sbom/\nLABEL ")
-    assert dockerfile.count("LABEL") == 1 and '"io.kunlun.smoke"="passed: trained 1 step"' in dockerfile
+    # one escaping for every LABEL the bundle writes: keys bare, values JSON-quoted
+    assert dockerfile.count("LABEL") == 1 and 'io.kunlun.smoke="passed: trained 1 step"' in dockerfile
 
 
 # --- SBOM ----------------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ LISTING = {"python": "3.11.2", "packages": [{"name": "numpy", "version": "1.26.4
 
 def test_the_sbom_is_cyclonedx_with_purls_and_the_locked_wheel_hashes():
     locks = [ROOT / "locks/x86_64/cpu/paddle.txt"]
-    numpy_sha = next(w.sha256 for w in build.lock.LockFile.read(locks[0]).wheels if w.name == "numpy")
+    numpy_sha = next(w.sha256 for w in lock.LockFile.read(locks[0]).wheels if w.name == "numpy")
     files = sbom.files("reg/ns/resnet50:0.1.0-paddle3.2.2-cpu-x86_64", "sha256:" + "c" * 64, "2026-11-23T21:47:59Z",
                        LISTING, "zlib1g\t1:1.2.13\tamd64\npython3\t3.11.2-1\tamd64\n", locks)
     doc = json.loads(files[sbom.PYTHON_FILE])
@@ -322,16 +328,16 @@ def test_a_failed_smoke_test_pushes_nothing_of_the_cell(matrix, monkeypatch, tmp
     cell = cell_of(matrix)
     for a in cell.archs:
         a.local_id = "sha256:local-" + a.arch
-    publish.classify([cell], REVISION, manifests=True)
+    plan.classify([cell], REVISION, manifests=True)
     smoked, pushed = [], []
-    monkeypatch.setattr(publish, "smoke_test", lambda client, a, args: smoked.append(a.arch) or
+    monkeypatch.setattr(publishing.smoke, "smoke_test", lambda client, a, args: smoked.append(a.arch) or
                         ("exit 1: loss is nan" if a.arch == "aarch64" else None))
-    monkeypatch.setattr(publish, "prepare_and_push", lambda *args: pushed.append(args))
-    publish.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=True)
+    monkeypatch.setattr(publishing, "prepare_and_push", lambda *args: pushed.append(args))
+    publishing.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=True)
     assert smoked == ["x86_64", "aarch64"] and pushed == []
     assert cell.status == "blocked" and cell.reason == "aarch64 failed its smoke test: exit 1: loss is nan"
     # the passed one is remembered for a rerun of this run (same report directory); the failed one is not
-    record = publish.SmokeRecord(tmp_path)
+    record = publishing.smoke.SmokeRecord(tmp_path)
     assert record.has(cell.archs[0], []) and not record.has(cell.archs[1], [])
 
 
@@ -339,12 +345,12 @@ def test_a_rerun_with_the_same_report_does_not_smoke_test_again(matrix, monkeypa
     cell = cell_of(matrix)
     for a in cell.archs:
         a.local_id = "sha256:local-" + a.arch
-        publish.SmokeRecord(tmp_path).add(a, ["-o", "x=1"], 12.0)
-    publish.classify([cell], REVISION, manifests=False)
-    monkeypatch.setattr(publish, "smoke_test", lambda *args: pytest.fail("smoke-tested again"))
+        publishing.smoke.SmokeRecord(tmp_path).add(a, ["-o", "x=1"], 12.0)
+    plan.classify([cell], REVISION, manifests=False)
+    monkeypatch.setattr(publishing.smoke, "smoke_test", lambda *args: pytest.fail("smoke-tested again"))
     pushed = []
-    monkeypatch.setattr(publish, "prepare_and_push", lambda client, m, root, cell, a, *rest: pushed.append(a.arch))
-    publish.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=False, smoke_args=["-o", "x=1"])
+    monkeypatch.setattr(publishing, "prepare_and_push", lambda client, m, root, cell, a, *rest: pushed.append(a.arch))
+    publishing.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=False, smoke_args=["-o", "x=1"])
     assert pushed == ["x86_64", "aarch64"] and cell.status == "pushed"
 
 
@@ -389,3 +395,36 @@ def test_bearer_token_registries_get_a_token_from_their_realm_with_the_credentia
             registry.Registry(f"127.0.0.1:{port}", None).check()
     finally:
         server.shutdown()
+
+
+def test_a_refused_push_is_told_by_the_registrys_status_not_by_a_message(monkeypatch):
+    """After the daemon's push fails, the registry is asked to start an upload: 401/403 is a refusal (exit 10)."""
+    calls = []
+
+    def answer(method, url, headers=None, **kwargs):
+        calls.append((method, url.split("/v2", 1)[1]))
+        response = requests.Response()
+        if method == "DELETE":
+            response.status_code = 204
+        elif (headers or {}).get("Authorization") == "Basic " + base64.b64encode(b"ci:pw").decode():
+            response.status_code, response.headers["Location"] = 202, "/v2/team/resnet50/blobs/uploads/u1"
+        else:
+            response.status_code, response.headers["WWW-Authenticate"] = 401, 'Basic realm="test"'
+        return response
+
+    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, **kw: answer(method, url, **kw))
+    monkeypatch.setattr(requests.Session, "delete", lambda self, url, **kw: answer("DELETE", url, **kw))
+    registry.Registry("127.0.0.1:5000", registry.Credentials("ci", "pw")).check_push("team/resnet50")
+    assert calls[-1] == ("DELETE", "/team/resnet50/blobs/uploads/u1")   # the empty upload is cancelled
+    with pytest.raises(registry.RegistryAuthError, match="refused the credentials of user 'ci'") as refused:
+        registry.Registry("127.0.0.1:5000", registry.Credentials("ci", "wrong")).check_push("team/resnet50")
+    assert refused.value.exit_code == 10
+
+
+def test_plan_states_are_one_enum_and_read_as_words(matrix):
+    cell = cell_of(matrix)
+    cell.archs[0].local_id = "sha256:local"
+    plan.classify([cell], REVISION, manifests=True)
+    assert cell.archs[1].state is plan.State.missing and cell.status is plan.Outcome.blocked
+    assert json.dumps([cell.archs[1].state, cell.status]) == '["missing", "blocked"]'   # report.json
+    assert f"{plan.State.held_back}" == "held back"                                    # the plan table

@@ -11,7 +11,8 @@ import yaml
 from kunlun_train import cli
 from kunlun_train.errors import TrainError
 
-from kunlun_bundle import build, matrix
+from kunlun_bundle import matrix
+from kunlun_bundle.images import kinds
 from kunlun_bundle.errors import MatrixError
 
 
@@ -59,7 +60,7 @@ def test_invoke_list_refuses_it_with_no_traceback(write_matrix, root):
 @pytest.fixture
 def resnet50_image_recipe(matrix, tmp_path, monkeypatch):
     path = tmp_path / "recipe.json"
-    path.write_bytes(build.recipe_json(matrix, "resnet50"))
+    path.write_bytes(kinds.recipe_json(matrix, "resnet50"))
     monkeypatch.setenv("KUNLUN_RECIPE", str(path))
     monkeypatch.setenv("KUNLUN_MODEL", "resnet50")
     return json.loads(path.read_text())

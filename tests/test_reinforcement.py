@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import build, lock
+from kunlun_bundle.images import kinds, lock
 from kunlun_train import cli
 from kunlun_train.datasets import observations
 from kunlun_train.errors import TrainError
@@ -140,7 +140,7 @@ def test_the_engine_hooks_change_nothing_for_a_task_that_does_not_use_them(tmp_p
 
 def prepare(matrix, tmp_path, monkeypatch, *argv):
     path = tmp_path / "recipe.json"
-    path.write_bytes(build.recipe_json(matrix, "dqn"))
+    path.write_bytes(kinds.recipe_json(matrix, "dqn"))
     monkeypatch.setenv("KUNLUN_RECIPE", str(path))
     monkeypatch.setenv("KUNLUN_MODEL", "dqn")
     return cli.prepare(list(argv))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import render
+from kunlun_bundle.images import render
 
 GOLDEN = Path(__file__).parent / "golden"
 

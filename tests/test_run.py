@@ -3,7 +3,9 @@ import os
 
 import pytest
 
-from kunlun_bundle import chain, layout, run
+from kunlun_bundle import layout
+from kunlun_bundle.images import chain
+from kunlun_bundle.training import run
 from kunlun_bundle.errors import RunError
 
 

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from kunlun_bundle import chain, layout
-from kunlun_bundle.run import container_options
+from kunlun_bundle import layout
+from kunlun_bundle.images import chain
+from kunlun_bundle.training.run import container_options
 
 
 def invoke(root, *args, env=None):

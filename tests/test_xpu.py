@@ -10,7 +10,10 @@ import stat
 
 import pytest
 
-from kunlun_bundle import devices, doctor, fetch, lock, matrix
+from kunlun_bundle import matrix
+from kunlun_bundle.host import doctor
+from kunlun_bundle.images import fetch, lock
+from kunlun_bundle.training import devices
 from kunlun_bundle.errors import InputError, MatrixError, UsageError
 from kunlun_train import device
 from kunlun_train.errors import TrainError

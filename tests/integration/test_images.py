@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle import cache, lock, naming
+from kunlun_bundle import naming
+from kunlun_bundle.host import cache
+from kunlun_bundle.images import lock
 
 from tests.sample_data.classification import flowers as sample_flowers
 

@@ -185,7 +185,7 @@ def test_each_manifest_list_has_both_platforms_and_pulls_by_digest_to_the_same_i
             for key in ("source", "revision", "created", "title", "description", "licenses"):
                 if key != "source" or os.environ.get("KUNLUN_SOURCE_URL"):
                     assert labels[f"org.opencontainers.image.{key}"], key
-            for key in ("paddle.version", "runtime.version", "suite", "suite.version", "lock.paddleclas.sha256", "flavour"):
+            for key in ("paddle.version", "suite", "suite.version", "lock.paddleclas.sha256", "flavour"):
                 assert labels[f"io.kunlun.{key}"], key
             ref = f"{registry.host}/{name}@{entry['digest']}"
             pull = subprocess.run(["docker", "--config", str(config), "pull", ref], capture_output=True, text=True)

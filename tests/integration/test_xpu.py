@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kunlun_bundle import build, chain, devices, lock, matrix, naming, render, run
+from kunlun_bundle import matrix, naming
+from kunlun_bundle.images import build, chain, lock, render
+from kunlun_bundle.training import devices, run
 from kunlun_bundle.errors import HashMismatchError
 
 from .helpers import ROOT, docker, image, invoke
@@ -187,7 +189,7 @@ def paddle_layer(m: matrix.Matrix) -> chain.Layer:
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch) -> Path:
     """A private cache holding the real cache's wheels (links) but none of the stand-in inputs."""
-    from kunlun_bundle import cache
+    from kunlun_bundle.host import cache
     real = cache.wheels()
     private = tmp_path / "cache"
     (private / "wheels").mkdir(parents=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import HashMismatchError
+from ..errors import HashMismatchError
 
 
 @dataclass(frozen=True)

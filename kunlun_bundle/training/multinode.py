@@ -6,6 +6,7 @@ ours: this module only starts the containers, shows every rank's output, and sto
 rank fails, leaving no container or network behind."""
 from __future__ import annotations
 
+import contextlib
 import queue
 import secrets
 import threading
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 import docker.errors
-from rich.markup import escape
 
-from . import docker_api, ui
-from .chain import Layer
-from .errors import RunError, UsageError
-from .run import container_options
+from .. import ui
+from ..engine import container, docker_api
+from ..errors import BundleError, RunError, UsageError
+from ..images.chain import Layer
+from .run import container_options, require_built
 
 PORT = 8090                      # the launcher's rendezvous port on rank 0
 JOB_LABEL = "io.kunlun.job"      # every container and the network of one job carry its id
@@ -54,55 +55,53 @@ def run_job(layer: Layer, nodes: int, data: Optional[str] = None, output: Option
             args: list[str] = (), cpus: Optional[float] = None, xpus: Optional[str] = None) -> int:
     """Run the job to its end; returns 0, or the exit code of the first rank that failed."""
     client = docker_api.client()
-    if docker_api.image(client, layer.image) is None:
-        raise RunError(f"image {layer.image} is not built",
-                       hint=f"run `invoke build --model {layer.name} --arch {layer.arch.name}`")
+    require_built(client, layer)
     job = plan(layer, nodes)
-    # Internal: the ranks reach each other, nothing else (training reads no network).
-    network = client.networks.create(job.network, driver="bridge", internal=True, labels={JOB_LABEL: job.job})
-    containers = []
     events: queue.Queue = queue.Queue()
-    try:
+    # Unwound last in, first out: every rank's container is removed, then the network.
+    with contextlib.ExitStack() as cleanup:
+        try:
+            # Internal: the ranks reach each other, nothing else (training reads no network).
+            network = client.networks.create(job.network, driver="bridge", internal=True,
+                                             labels={JOB_LABEL: job.job})
+        except docker.errors.APIError as exc:
+            raise RunError(f"could not start job {job.job}: {exc.explanation or exc}") from None
+        cleanup.callback(_remove_network, network)
+        ranks = []
         for rank in range(nodes):
             options = container_options(layer, data, output, [*args, *job.node_args(rank)], cpus, xpus)
             del options["network_mode"]
             options.update(name=job.name(rank), hostname=job.name(rank), network=job.network,
                            labels={**options["labels"], JOB_LABEL: job.job, "io.kunlun.rank": str(rank)})
-            containers.append(client.containers.run(detach=True, **options))
+            ranks.append(cleanup.enter_context(
+                container.start(client, options.pop("image"), options.pop("command"), **options)))
         ui.info(f"[bold]job[/] {job.job}: {nodes} nodes on network {job.network}, master {job.master}")
-        for rank, container in enumerate(containers):
-            threading.Thread(target=_follow, args=(container, rank, events), daemon=True).start()
-        return _watch(job, containers, events)
-    except docker.errors.APIError as exc:
-        raise RunError(f"could not start job {job.job}: {exc.explanation or exc}") from None
-    except KeyboardInterrupt:
-        ui.error(f"interrupted: stopping the {nodes} nodes of {job.job}")
-        raise
-    finally:
-        _clean_up(containers, network)
+        for rank, running in enumerate(ranks):
+            threading.Thread(target=_follow, args=(running, rank, events), daemon=True).start()
+        try:
+            return _watch(job, ranks, events)
+        except KeyboardInterrupt:
+            ui.error(f"interrupted: stopping the {nodes} nodes of {job.job}")
+            raise
 
 
-def _follow(container, rank: int, events: queue.Queue) -> None:
+def _follow(running: container.Container, rank: int, events: queue.Queue) -> None:
     """Stream one rank's output line by line, then its exit code."""
-    buffered = b""
-    for chunk in container.logs(stream=True, follow=True):
-        buffered += chunk
-        *lines, buffered = buffered.split(b"\n")
-        for line in lines:
-            events.put(("line", rank, line.decode(errors="replace")))
-    if buffered:
-        events.put(("line", rank, buffered.decode(errors="replace")))
-    events.put(("exit", rank, container.wait()["StatusCode"]))
+    try:
+        for line in running.lines():
+            events.put(("line", rank, line))
+        events.put(("exit", rank, running.wait()))
+    except BundleError:
+        pass   # removed by the clean-up: the job is over
 
 
-def _watch(job: Plan, containers, events: queue.Queue) -> int:
+def _watch(job: Plan, ranks: list[container.Container], events: queue.Queue) -> int:
     """Print every rank's lines (prefixed) until all exit; the first failure stops the rest."""
-    running = set(range(len(containers)))
+    running = set(range(len(ranks)))
     while running:
         kind, rank, value = events.get()
         if kind == "line":
-            ui.out.print(f"[dim]\\[rank {rank}][/] {escape(value)}", highlight=False, soft_wrap=True)
-            ui.out.file.flush()   # line by line also into a pipe: whoever reads it acts on the steps
+            container.show(value, prefix=f"[rank {rank}]")
             continue
         running.discard(rank)
         if value != 0:
@@ -110,24 +109,12 @@ def _watch(job: Plan, containers, events: queue.Queue) -> int:
                      f"{len(running)} rank(s) of {job.job}",
                      "its last lines are above; a rank killed from outside exits 137")
             for other in running:
-                _stop(containers[other])
+                ranks[other].stop(timeout=5)
             return value
     return 0
 
 
-def _stop(container) -> None:
-    try:
-        container.stop(timeout=5)
-    except docker.errors.APIError:
-        pass
-
-
-def _clean_up(containers, network) -> None:
-    for container in containers:
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+def _remove_network(network) -> None:
     try:
         network.remove()
     except docker.errors.APIError:

@@ -1,5 +1,5 @@
 """The small wrapper around the Docker SDK the bundle uses: connect with a clear error, look up
-images, build from a context tarball with the network off, run containers."""
+images, build from a context tarball with the network off. Containers: container.py."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import docker
 import docker.errors
 
-from .errors import BuildError, HostError
+from ..errors import BuildError, BundleError, HostError
 
 
 def client() -> docker.DockerClient:
@@ -21,16 +21,14 @@ def client() -> docker.DockerClient:
                              "and check that this user may use /var/run/docker.sock") from None
 
 
-def image(c: docker.DockerClient, tag: str):
+def image(c: docker.DockerClient, ref: str, missing: Optional[BundleError] = None):
+    """The local image a tag or id names: None when there is none, or `missing` raised if given."""
     try:
-        return c.images.get(tag)
+        return c.images.get(ref)
     except docker.errors.ImageNotFound:
+        if missing is not None:
+            raise missing from None
         return None
-
-
-def image_id(c: docker.DockerClient, tag: str) -> Optional[str]:
-    found = image(c, tag)
-    return found.id if found else None
 
 
 def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: bool = False,
@@ -53,11 +51,4 @@ def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: 
                     on_line(line.rstrip())
     except docker.errors.APIError as exc:
         raise BuildError(f"building {tag} failed: {exc.explanation or exc}") from None
-    return built_id or image_id_of(c, tag)
-
-
-def image_id_of(c: docker.DockerClient, tag: str) -> str:
-    found = image(c, tag)
-    if found is None:
-        raise BuildError(f"building {tag} reported success but the image is missing")
-    return found.id
+    return built_id or image(c, tag, missing=BuildError(f"building {tag} reported success but the image is missing")).id

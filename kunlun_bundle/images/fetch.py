@@ -18,8 +18,9 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
-from . import cache
-from .errors import HashMismatchError, InputError
+from .. import ui
+from ..errors import HashMismatchError, InputError
+from ..host import cache
 from .lock import Wheel
 
 CHUNK = 1 << 20
@@ -137,3 +138,19 @@ def locate(filename: str, source: Optional[Path] = None) -> Optional[Path]:
     """A local copy of an input: --source, the configured sources, then the cache."""
     places = ([Path(source)] if source else []) + configured_sources() + [cache.downloads(), cache.wheels()]
     return next((d / filename for d in places if (d / filename).is_file()), None)
+
+
+def input_rows(m, flavours: list[str], source: Optional[Path] = None) -> list[list[str]]:
+    """input | url | recorded sha256 | local copy and its sha256 | state: what `invoke inputs` shows."""
+    rows = []
+    for where, what, item in declared_inputs(m, flavours):
+        local = locate(item.filename, source)
+        actual = sha256_of(local) if local else None
+        state = ("matches" if actual == item.sha256 else "DIFFERS from the recorded sha256") if actual and item.sha256 \
+            else (f"record it at {where}.sha256" if actual else "no local copy")
+        rows.append([what, item.url, item.sha256 or "not recorded", f"{local}\n{actual}" if local else "-", state])
+    return rows
+
+
+def show_inputs(m, flavours: list[str], source: Optional[Path] = None) -> None:
+    ui.table(["input", "url", "recorded sha256", "local copy / its sha256", "state"], input_rows(m, flavours, source))

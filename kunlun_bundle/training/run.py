@@ -6,13 +6,14 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import docker.errors
 from rich.markup import escape
 
-from . import devices, docker_api, layout, ui
-from .chain import Layer
-from .errors import RunError
-from .matrix import Matrix
+from .. import layout, ui
+from ..engine import container, docker_api
+from ..errors import RunError
+from ..images.chain import Layer
+from ..matrix import Matrix
+from . import devices
 
 
 def _output_dir(path: str) -> Path:
@@ -75,27 +76,24 @@ def container_options(layer: Layer, data: Optional[str], output: Optional[str], 
     return options
 
 
+def require_built(client, layer: Layer):
+    """The layer's local image, or a RunError saying how to build it."""
+    return docker_api.image(client, layer.image, missing=RunError(
+        f"image {layer.image} is not built", hint=f"run `invoke build --model {layer.name} --arch {layer.arch.name}`"))
+
+
 def run(m: Matrix, layer: Layer, data: Optional[str] = None, output: Optional[str] = None,
         args: list[str] = (), cpus: Optional[float] = None, xpus: Optional[str] = None,
         host_network: bool = False) -> int:
     """Run the container to completion, streaming its output; returns its exit code."""
     client = docker_api.client()
-    if docker_api.image(client, layer.image) is None:
-        raise RunError(f"image {layer.image} is not built",
-                       hint=f"run `invoke build --model {layer.name} --arch {layer.arch.name}`")
+    require_built(client, layer)
     options = container_options(layer, data, output, list(args), cpus, xpus, host_network)
     ui.info(f"[bold]run[/] {escape(layer.image + ' ' + ' '.join(options['command']))}")
-    try:
-        container = client.containers.run(detach=True, **options)
-    except docker.errors.APIError as exc:
-        raise RunError(f"could not start {layer.image}: {exc.explanation or exc}") from None
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            ui.out.file.write(chunk.decode(errors="replace"))
-            ui.out.file.flush()
-        return container.wait()["StatusCode"]
-    except KeyboardInterrupt:
-        container.stop(timeout=10)
-        raise
-    finally:
-        container.remove(force=True)
+    with container.start(client, options.pop("image"), options.pop("command"), **options) as running:
+        try:
+            running.stream()
+            return running.wait()
+        except KeyboardInterrupt:
+            running.stop(timeout=10)
+            raise

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import BundleError, UsageError
+from ..errors import BundleError, UsageError
 
 CTRL = "xpuctrl"
 CARD = re.compile(r"^xpu(\d+)$")

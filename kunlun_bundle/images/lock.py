@@ -14,14 +14,18 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .chain import Layer
-from .errors import InputError
-from .matrix import Matrix
+from .. import ui
+from ..errors import InputError
+from ..matrix import Matrix
+
+if TYPE_CHECKING:
+    from .chain import Layer
 
 # What the suite image needs to build the sdists among a suite's `no_deps` packages offline
 # (pip --no-build-isolation). Locked with the suite whenever it has `no_deps` packages, installed only
@@ -105,45 +109,23 @@ class Target:
         return tags + ([f"manylinux2010_{arch}", f"manylinux1_{arch}"] if arch in ("x86_64", "i686") else [])
 
     @classmethod
-    def of(cls, m: Matrix, layer: Layer) -> "Target":
+    def of(cls, m: Matrix, layer: "Layer") -> "Target":
         base = m.bases[layer.base]
         return cls(f"manylinux_{base.glibc.replace('.', '_')}_{layer.arch.name}", base.python)
 
 
-def inputs(m: Matrix, layer: Layer, root: Path = Path(".")) -> dict:
-    """What a layer's lock is resolved from; its hash goes in the lock header."""
-    flavour = m.flavours[layer.flavour]
-    if layer.kind == "paddle":
-        reqs = [flavour.paddle[layer.arch.name], *flavour.requirements]
-        values = {"cell": layer.cell, "target": Target.of(m, layer).__dict__, "requirements": reqs}
-        wheel = flavour.wheels.get(layer.arch.name)
-        if wheel:       # only then, so the CPU locks' inputs (and hashes) stay as they were
-            values.update(wheel=wheel.model_dump(), dependencies_of=flavour.dependencies_of)
-        if flavour.index:
-            values.update(index=flavour.index)
-        if flavour.no_deps:
-            values.update(no_deps=list(flavour.no_deps))
-        return values
-    if layer.kind == "suite":
-        suite = m.suites[layer.name]
-        parent = LockFile.read(root / layer.parent.lock)
-        # The framework's pins fix what the suite's requirements resolve against; its no_deps packages
-        # are left out (resolved with dependencies they would drag in what the framework never installs).
-        alone = {canonicalize_name(p.split("==")[0]) for p in flavour.no_deps}
-        values = {"cell": layer.cell, "target": Target.of(m, layer).__dict__,
-                  "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
-                  "framework": sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)}
-        if suite.no_deps:   # only then: the other suites' inputs (and lock hashes) stay as they were
-            values.update(no_deps=list(suite.no_deps), build_tools=list(BUILD_TOOLS))
-        return values
-    raise ValueError(f"{layer.kind} layers have no lock")
+def inputs(m: Matrix, layer: "Layer", root: Path = Path(".")) -> dict:
+    """What a layer's lock is resolved from (its kind decides); its hash goes in the lock header."""
+    if layer.lock is None:
+        raise ValueError(f"{layer.kind} layers have no lock")
+    return layer.kind.lock_inputs(m, layer, root)
 
 
 def inputs_sha256(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
-def is_current(m: Matrix, layer: Layer, root: Path = Path(".")) -> bool:
+def is_current(m: Matrix, layer: "Layer", root: Path = Path(".")) -> bool:
     path = root / layer.lock
     if not path.is_file():
         return False
@@ -204,27 +186,25 @@ def direct_wheel(values: dict, target: Target) -> list[Wheel]:
     return [w for w in deps if w.name != proxy] + [Wheel(canonicalize_name(req.name), version, wheel["sha256"], wheel["url"])]
 
 
-def resolve(m: Matrix, layer: Layer, root: Path = Path(".")) -> LockFile:
+def resolve(m: Matrix, layer: "Layer", root: Path = Path(".")) -> LockFile:
     values = inputs(m, layer, root)
-    target = Target.of(m, layer)
-    if layer.kind == "paddle" and "wheel" in values:
-        wheels = direct_wheel(values, target)
-    elif layer.kind == "paddle":
-        wheels = pip_resolve(values["requirements"], target, index=values.get("index"))
-    if layer.kind == "paddle" and values.get("no_deps"):
-        wheels += pip_resolve(values["no_deps"], target, no_deps=True)
-    elif layer.kind == "suite":
-        # The suite's own pins are stale or conflicting, so it is resolved alone (no deps) and what it
-        # imports is resolved with the framework's pins fixed; the framework's wheels are not repeated.
-        framework = {canonicalize_name(p.split("==")[0]) for p in values["framework"]}
-        deps = pip_resolve(values["requirements"] + values["framework"], target) if values["requirements"] else []
-        no_deps = values.get("no_deps", [])
-        exact = {canonicalize_name(p.split("==")[0]) for p in no_deps}   # their pins win over any dep's
-        wheels = [w for w in deps if w.name not in framework | exact]
-        wheels += pip_resolve([values["suite"]], target, no_deps=True)
-        if no_deps:
-            wheels += pip_resolve(no_deps, target, no_deps=True, sdists=True)
-            have = {w.name for w in wheels} | framework
-            tools = [t for t in values["build_tools"] if canonicalize_name(t) not in have]
-            wheels += pip_resolve(tools, target, no_deps=True) if tools else []
-    return LockFile(layer.cell, inputs_sha256(values), tuple(wheels))
+    return LockFile(layer.cell, inputs_sha256(values), tuple(layer.kind.resolve(values, Target.of(m, layer))))
+
+
+def update(m: Matrix, layers: list["Layer"], root: Path = Path("."), write: bool = True) -> list[Path]:
+    """Resolve (with `write`) every lock among `layers` that is missing or out of date with matrix.yaml;
+    returns those locks. Parents first: a suite's lock is resolved against its framework's."""
+    stale = []
+    for layer in layers:
+        if layer.lock is None:
+            continue
+        if is_current(m, layer, root):
+            ui.detail(f"{layer.lock} is current")
+            continue
+        stale.append(layer.lock)
+        if write:
+            with ui.step(f"resolve {layer.cell} for {layer.arch.name}"):
+                lockfile = resolve(m, layer, root)
+                (root / layer.lock).parent.mkdir(parents=True, exist_ok=True)
+                (root / layer.lock).write_text(lockfile.text(), encoding="utf-8")
+    return stale

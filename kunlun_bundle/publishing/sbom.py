@@ -10,7 +10,8 @@ came from out of the lock files, which a generic tool would not know. The docume
 deterministic for a given image (serial number from the image id, timestamp from the commit), so
 publishing the same image twice gives the same SBOM layer.
 
-publish.py adds the files to the image in a last small layer at SBOM_DIR, and next to the report."""
+`read()` runs the two listings; publishing adds the files to the image in a last small layer at
+layout.SBOM_DIR (layer.py), and next to the report."""
 from __future__ import annotations
 
 import json
@@ -19,9 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional
 
-from . import lock
+from ..engine import container
+from ..errors import PublishError
+from ..images import lock
 
-SBOM_DIR = "/opt/kunlun/sbom"
 PYTHON_FILE = "python.cdx.json"
 OS_FILE = "os-packages.txt"
 
@@ -38,6 +40,21 @@ for d in md.distributions():
 print(json.dumps({"python": sys.version.split()[0], "packages": sorted(seen.values(), key=lambda p: p["name"].lower())}))
 """
 DPKG_FORMAT = r"${Package}\t${Version}\t${Architecture}\n"
+
+
+def read(client, image_id: str, platform: str, image: str) -> tuple[dict, str]:
+    """LIST_PYTHON's listing and `dpkg-query`'s output, from the image itself, network off."""
+    def run(entrypoint: str, *args: str) -> str:
+        with container.start(client, image_id, args, error=PublishError, entrypoint=entrypoint,
+                             network_mode="none", platform=platform) as running:
+            code = running.wait()
+            if code:
+                raise PublishError(f"{entrypoint} exited {code}: {running.output()[-300:]}")
+            return running.output(stderr=False)
+    try:
+        return json.loads(run("python", "-c", LIST_PYTHON)), run("dpkg-query", "-W", "-f", DPKG_FORMAT)
+    except (PublishError, json.JSONDecodeError) as exc:
+        raise PublishError(f"could not list the packages of {image}: {exc}") from None
 
 
 def normalise(name: str) -> str:
@@ -88,7 +105,7 @@ def os_packages(dpkg_output: str) -> str:
 
 def files(image: str, image_id: str, created: Optional[str], listing: dict, dpkg_output: str,
           lock_files: Iterable[Path]) -> dict[str, bytes]:
-    """The SBOM files, by name, as they go into SBOM_DIR and next to the report."""
+    """The SBOM files, by name, as they go into layout.SBOM_DIR and next to the report."""
     doc = cyclonedx(image, image_id, created, listing, wheel_hashes(lock_files))
     return {PYTHON_FILE: (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
             OS_FILE: os_packages(dpkg_output).encode()}

@@ -19,7 +19,7 @@ from typing import Optional
 import docker.auth
 import requests
 
-from .errors import PublishError, RegistryAuthError
+from ..errors import PublishError, RegistryAuthError
 
 USER_ENV, PASSWORD_ENV = "KUNLUN_REGISTRY_USER", "KUNLUN_REGISTRY_PASSWORD"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -169,6 +169,21 @@ class Registry:
         response = self._request("GET", "/", "")
         if response.status_code != 200:
             raise PublishError(f"registry {self.host} answered {response.status_code} on /v2/")
+
+    def check_push(self, name: str) -> None:
+        """Fail with RegistryAuthError if the registry answers 401 or 403 to starting an upload to `name`:
+        how a refused push is told from other failures (the Docker daemon only passes on a message).
+        The empty upload is cancelled again."""
+        scope = self._scope(name, push=True)
+        response = self._request("POST", f"/{name}/blobs/uploads/", scope)
+        location = response.headers.get("Location", "")
+        if response.status_code == 202 and location:
+            url = location if location.startswith("http") else f"{self.base.rsplit('/v2', 1)[0]}{location}"
+            try:
+                self.session.delete(url, timeout=self.timeout, headers={"Authorization": self._token[scope]}
+                                    if scope in self._token else {})
+            except requests.RequestException:
+                pass   # an abandoned empty upload is garbage-collected by the registry
 
     def manifest(self, name: str, reference: str) -> Optional[Manifest]:
         """The manifest (or list) a tag or digest names; None if there is none."""

@@ -1,24 +1,23 @@
-"""The image chain of a matrix cell: base -> paddle -> suite -> model. Each Layer knows its image
-name, its parent, its template and rendered Dockerfile, and its lock file; render, lock, fetch and
-build all walk these, so a layer is described once."""
+"""The image chain of a matrix cell: base -> paddle -> suite -> model. A Layer is one image of it:
+its kind (kinds.py: what it is and how it is rendered, locked and built), the matrix entry it is for,
+its image name and its parent. Render, lock, fetch and build all walk these, so a layer is described once."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import naming
-from .arch import Arch
-from .errors import UsageError
-from .matrix import Matrix, Status
-
-KINDS = ("base", "paddle", "suite", "model")
+from .. import naming
+from ..arch import Arch
+from ..errors import UsageError
+from ..matrix import Matrix, Status
+from . import kinds
 
 
 @dataclass(frozen=True)
 class Layer:
-    kind: str                    # one of KINDS
-    name: str                    # base release, flavour, suite or model name
+    kind: kinds.Kind
+    name: str                    # the matrix entry: base release, flavour, suite or model name
     arch: Arch
     flavour: Optional[str]
     base: str                    # the matrix base (OS) every layer of this chain sits on
@@ -28,10 +27,7 @@ class Layer:
     @property
     def cell(self) -> str:
         """Short id used in file names and messages, e.g. 'paddleclas/cpu-x86_64'."""
-        if self.kind == "base":
-            return f"base/{self.name}-{self.arch.name}"
-        prefix = "paddle" if self.kind == "paddle" else self.name
-        return f"{prefix}/{self.flavour}-{self.arch.name}"
+        return self.kind.cell(self)
 
     @property
     def dockerfile(self) -> Path:
@@ -39,16 +35,12 @@ class Layer:
 
     @property
     def template(self) -> str:
-        return f"{self.kind}.Dockerfile.j2"
+        return self.kind.template
 
     @property
     def lock(self) -> Optional[Path]:
         """Hash-pinned wheels this layer installs: one lock per arch x flavour x (paddle | suite)."""
-        if self.kind == "paddle":
-            return Path("locks") / self.arch.name / self.flavour / "paddle.txt"
-        if self.kind == "suite":
-            return Path("locks") / self.arch.name / self.flavour / f"{self.name}.txt"
-        return None
+        return self.kind.lock(self)
 
     def ancestry(self) -> list["Layer"]:
         """This layer and its parents, base first."""
@@ -59,13 +51,17 @@ class Layer:
         return chain[::-1]
 
 
+def layer_of(kind: kinds.Kind, m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
+    """The layer of this kind in the chain of (model, flavour, arch), with its parents attached."""
+    parent = layer_of(kind.parent, m, model, flavour, arch) if kind.parent else None
+    name = kind.entry(m, model, flavour)
+    return Layer(kind, name, arch, kind.flavour(flavour), m.flavours[flavour].base,
+                 kind.image(m, name, flavour, arch.name), parent)
+
+
 def model_layer(m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
     """The model's layer with its whole chain attached through .parent."""
-    f, s = m.flavours[flavour], m.models[model].suite
-    base = Layer("base", f.base, arch, None, f.base, naming.base_image(m, f.base, arch.name))
-    paddle = Layer("paddle", flavour, arch, flavour, f.base, naming.paddle_image(m, flavour, arch.name), base)
-    suite = Layer("suite", s, arch, flavour, f.base, naming.suite_image(m, s, flavour, arch.name), paddle)
-    return Layer("model", model, arch, flavour, f.base, naming.model_image(m, model, flavour, arch.name), suite)
+    return layer_of(kinds.MODEL, m, model, flavour, arch)
 
 
 def select(m: Matrix, models: list[str] | None, flavours: list[str] | None,

@@ -1,12 +1,17 @@
-"""Facts about the host that builds depend on: tools, binfmt emulation, disk space. `doctor`
-reports them all; `base` and `build` require the ones they need and fail fast with the fix."""
+"""The host: facts that builds depend on (here: tools, binfmt emulation, disk space), the cache, and
+the doctor. `doctor` reports them all; `base` and `build` require the ones they need and fail fast
+with the fix.
+
+  cache   ~/.cache/kunlun-bundle: wheels, runtime archives, rootfs tarballs, scratch
+  doctor  every host check with what to do about a failure; installs the host packages
+"""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from .arch import Arch
-from .errors import HostError
+from ..arch import Arch
+from ..errors import HostError
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
@@ -49,3 +54,7 @@ def free_bytes(path: Path) -> int:
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
+
+
+# Last, after the checks above that they use: the cache's folders and the doctor's report.
+from . import cache, doctor  # noqa: E402

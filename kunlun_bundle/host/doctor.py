@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import cache, devices, docker_api, host, naming, ui
-from .errors import BundleError, HostError
-from .matrix import Matrix
+from .. import host, naming, ui
+from ..engine import docker_api
+from ..errors import BundleError, HostError
+from ..matrix import Matrix
+from ..training import devices
+from . import cache
 
 MIN_FREE = 20 * 10**9      # one arch's full chain plus the wheel cache, with room to spare
 

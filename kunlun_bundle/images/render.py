@@ -7,9 +7,10 @@ from pathlib import Path
 
 import jinja2
 
-from . import layout, naming
+from .. import layout, naming
+from ..matrix import Matrix
+from . import labels
 from .chain import Layer, all_ready, unique_layers
-from .matrix import Matrix
 
 OUTPUT_DIR = Path("dockerfiles")
 
@@ -26,8 +27,8 @@ def _environment(templates: Path) -> jinja2.Environment:
 
 
 def variables(m: Matrix, layer: Layer) -> dict:
-    """Everything a template may use for one layer."""
-    values = {
+    """Everything a template may use for one layer: what every layer has, and what its kind adds."""
+    return {
         "layer": layer,
         # Names as the matrix declares them: the build swaps the parent for the image id it built.
         "image": naming.declared(m, layer.image),
@@ -36,19 +37,9 @@ def variables(m: Matrix, layer: Layer) -> dict:
         "venv": layout.VENV,
         "user": layout.USER,
         "paddle_version": m.paddle_version(layer.flavour, layer.arch.name) if layer.flavour else None,
+        "labels": labels.instruction(labels.in_dockerfile(m, layer), sort=False),
+        **layer.kind.variables(m, layer),
     }
-    if layer.kind == "paddle" and m.flavours[layer.flavour].runtime:
-        runtime = m.runtimes[m.flavours[layer.flavour].runtime]
-        values.update(runtime=runtime, archive=runtime.archives[layer.arch.name].filename,
-                      xpu_dir=layout.xpu_dir(runtime.version))
-    elif layer.kind == "paddle":
-        values.update(runtime=None)
-    if layer.kind == "suite":
-        values.update(suite=m.suites[layer.name], suite_dir=layout.suite_dir(layer.name))
-    if layer.kind == "model":
-        model = m.models[layer.name]
-        values.update(model=model, suite=m.suites[model.suite])
-    return values
 
 
 def render_layer(m: Matrix, layer: Layer, root: Path = Path(".")) -> str:

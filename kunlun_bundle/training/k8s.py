@@ -21,8 +21,9 @@ from typing import Optional
 
 import yaml
 
-from . import devices, layout
-from .errors import BundleError, UsageError
+from .. import layout
+from ..errors import BundleError, UsageError
+from . import devices
 
 PORT = 8090                       # rank 0's rendezvous port
 K8S_VERSION = "1.30"              # the API version the manifests are checked against

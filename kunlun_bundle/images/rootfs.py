@@ -10,10 +10,11 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from . import cache, host
-from .arch import Arch
-from .errors import HostError
-from .matrix import Matrix
+from .. import host
+from ..arch import Arch
+from ..errors import HostError
+from ..host import cache
+from ..matrix import Matrix
 
 
 def inputs_sha256(m: Matrix, base: str, arch: Arch) -> str:

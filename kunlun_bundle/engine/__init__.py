@@ -1,0 +1,6 @@
+"""Talking to the Docker engine.
+
+  docker_api  connect with a clear error, look up an image, build from a context tarball (network off)
+  container   the one way a container is run: start, follow, wait with a timeout, always remove
+"""
+from . import container, docker_api  # noqa: F401

@@ -1,0 +1,182 @@
+"""Building the image chain: base -> paddle -> suite -> model, each layer once, parents first.
+
+Before any image is built, every input is checked: Dockerfiles match their templates, lock files
+match matrix.yaml, wheels are in the cache with the pinned hashes. Builds run with the network
+off. A failed layer skips the layers above it; the rest go on, and the summary says what happened."""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .. import host, naming, ui
+from ..arch import Arch
+from ..engine import docker_api
+from ..errors import BuildError, BundleError, InputError
+from ..host import cache
+from ..matrix import Matrix
+from . import fetch, labels, lock, render, rootfs
+from .chain import Layer, all_ready, unique_layers
+from .context import BuildContext
+
+
+@dataclass
+class Result:
+    layer: Layer
+    status: str                 # built | cached | failed | skipped
+    seconds: float = 0.0
+    size: Optional[int] = None
+    error: Optional[str] = None
+
+
+def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
+    """Fail before building anything if a Dockerfile or lock file is out of date."""
+    stale = [f"{layer.dockerfile}" for layer in layers
+             if not (root / layer.dockerfile).is_file()
+             or (root / layer.dockerfile).read_text(encoding="utf-8") != render.render_layer(m, layer, root)]
+    if stale:
+        raise InputError(f"Dockerfiles out of date with templates/ or matrix.yaml: {', '.join(stale)}",
+                         hint="run `invoke render` and commit the result")
+    stale = [f"{layer.lock}" for layer in layers if layer.lock and not lock.is_current(m, layer, root)]
+    if stale:
+        raise InputError(f"lock files missing or out of date with matrix.yaml: {', '.join(stale)}",
+                         hint="run `invoke lock` and commit the result")
+
+
+def context_for(m: Matrix, layer: Layer, root: Path, native, parent_id: Optional[str] = None) -> BuildContext:
+    """The committed Dockerfile with the build-time labels, and what the layer's kind puts beside it.
+    parent_id: the image id of the parent just built; the Dockerfile's FROM names it, so the layer
+    sits on exactly that image whatever namespace the tags are under."""
+    ctx = BuildContext(mtime=m.bases[layer.base].source_date_epoch)
+    dockerfile = dockerfile_with_labels(root / layer.dockerfile, labels.at_build(m, layer, root))
+    if layer.parent is not None:
+        dockerfile = from_parent(dockerfile, naming.declared(m, layer.parent.image), parent_id)
+    ctx.add_bytes("Dockerfile", dockerfile)
+    layer.kind.add_context(ctx, m, layer, root, native)
+    return ctx
+
+
+def from_parent(dockerfile: bytes, declared_parent: str, parent_id: Optional[str]) -> bytes:
+    """FROM <parent as the matrix names it> becomes FROM <the parent's image id>."""
+    if parent_id is None:
+        raise BuildError(f"the parent image {declared_parent} is not built")
+    lines = dockerfile.decode("utf-8").split("\n")
+    for i, line in enumerate(lines):
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM" and words[1] == declared_parent:
+            lines[i] = " ".join(["FROM", parent_id, *words[2:]])
+    return "\n".join(lines).encode("utf-8")
+
+
+def dockerfile_with_labels(path: Path, build_labels: dict[str, str]) -> bytes:
+    """The committed Dockerfile plus one LABEL instruction with the build-time labels."""
+    text = path.read_text(encoding="utf-8")
+    if build_labels:
+        text = (text.rstrip("\n") + "\n# Build-time labels (kunlun_bundle/images/labels.py at_build)\n"
+                + labels.instruction(build_labels) + "\n")
+    return text.encode("utf-8")
+
+
+def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool) -> Result:
+    start = time.monotonic()
+    existing = docker_api.image(client, layer.image)
+    if existing and not no_cache and layer.kind.reuse(m, layer, root, existing):
+        return Result(layer, "cached", 0.0, existing.attrs["Size"])
+    with ui.step(f"build {layer.image}"):
+        parent = docker_api.image(client, layer.parent.image) if layer.parent else None
+        ctx = context_for(m, layer, root, native, parent.id if parent else None)
+        with ctx.tarball(cache.scratch()) as tarball:
+            def show(line: str) -> None:
+                if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
+                    ui.detail(line)
+            new_id = docker_api.build(client, tarball, layer.image, layer.arch.platform, nocache=no_cache,
+                                      on_line=show)
+    built = client.images.get(new_id)
+    layer.kind.built(m, layer, built)
+    result = Result(layer, "cached" if existing and existing.id == new_id else "built", time.monotonic() - start,
+                    built.attrs["Size"])
+    if result.status == "built":
+        record(result)
+    return result
+
+
+def record(result: Result) -> None:
+    """Append a built layer's time and size to the cache's build log (bench/ reads it)."""
+    entry = {"image": result.layer.image, "kind": result.layer.kind, "arch": result.layer.arch.name,
+             "seconds": round(result.seconds, 1), "size": result.size,
+             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    with open(cache.root() / "build-log.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Path] = None) -> None:
+    wheels = {w.filename: w for layer in layers if layer.lock
+              for w in lock.LockFile.read(root / layer.lock).wheels}
+    missing = [w for w in wheels.values() if not fetch.cached(w).exists()]
+    label = f"fetch {len(missing)} of {len(wheels)} wheels into {cache.wheels()}" if missing \
+        else f"verify {len(wheels)} cached wheels"
+    with ui.step(label):
+        fetch.fetch(wheels.values(), source=source)
+    archives = {a.filename: a for layer in layers for a in layer.kind.downloads(m, layer)}
+    if archives:
+        with ui.step(f"fetch or verify {len(archives)} XPU runtime archive(s) in {cache.downloads()}"):
+            fetch.fetch(archives.values(), source=source, directory=cache.downloads())
+
+
+def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cache: bool = False,
+                 verbose: bool = False) -> dict[str, Result]:
+    """Build the given layers (parents first) and return their results by image."""
+    check_inputs(m, layers, root)
+    native = m.arch_registry.native()
+    for arch in {layer.arch for layer in layers}:
+        host.require_binfmt(arch, native)   # fail now, not after an hour of building
+    fetch_inputs(m, layers, root)
+    client = docker_api.client()
+    results: dict[str, Result] = {}
+    for layer in layers:
+        parent = results.get(layer.parent.image) if layer.parent else None
+        if parent and parent.status in ("failed", "skipped"):
+            results[layer.image] = Result(layer, "skipped", error=f"{layer.parent.image} {parent.status}")
+            continue
+        try:
+            results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose)
+        except BundleError as exc:
+            ui.error(exc.message, exc.hint)
+            results[layer.image] = Result(layer, "failed", error=exc.message.splitlines()[0])
+    return results
+
+
+def build(m: Matrix, model_layers: list[Layer], root: Path = Path("."), no_cache: bool = False,
+          verbose: bool = False) -> list[Result]:
+    """Build the chains of the given model layers, then tag the host's default builds `latest`."""
+    results = build_layers(m, unique_layers(model_layers), root, no_cache, verbose)
+    native, default = m.arch_registry.native(), naming.default_flavour(m)
+    client = docker_api.client()
+    for layer in model_layers:
+        if results[layer.image].status in ("built", "cached") and layer.arch == native and layer.flavour == default:
+            client.images.get(layer.image).tag(*naming.model_latest(m, layer.name).rsplit(":", 1))
+    return list(results.values())
+
+
+def build_bases(m: Matrix, archs: list[Arch], root: Path = Path("."), force: bool = False) -> list[Result]:
+    """`invoke base`: the base of every buildable chain on these archs; with `force`, bootstrapped
+    again from the current Debian packages (the cached rootfs tarball would otherwise be reused)."""
+    bases = {layer.image: layer for top in all_ready(m) for layer in top.ancestry()[:1] if layer.arch in archs}
+    if force:
+        for layer in bases.values():
+            rootfs.rootfs_path(m, layer.name, layer.arch).unlink(missing_ok=True)
+    return list(build_layers(m, list(bases.values()), root, no_cache=force).values())
+
+
+def summarise(results: list[Result]) -> None:
+    rows = [[r.layer.image, r.status, ui.size(r.size), ui.seconds(r.seconds) if r.status == "built" else "-",
+             r.error or ""] for r in results]
+    ui.table(["image", "status", "size", "build time", "note"], rows, title="Build summary", console=ui.err)
+    counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed", "skipped")}
+    ui.info(", ".join(f"{n} {s}" for s, n in counts.items()))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise BuildError(f"{len(failed)} image(s) failed to build: {', '.join(r.layer.image for r in failed)}")

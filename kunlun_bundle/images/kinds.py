@@ -1,0 +1,355 @@
+"""The kinds of layer, each one type that owns its behaviour (hpccm's building blocks):
+
+  base    Debian, bootstrapped by mmdebstrap           parent: none     lock: none
+  paddle  the framework: Paddle's venv (+ XPU runtime)  parent: base     lock: <arch>/<flavour>/paddle.txt
+  suite   a suite and what it imports                  parent: paddle   lock: <arch>/<flavour>/<suite>.txt
+  model   the entrypoint and the model's recipe        parent: suite    lock: none
+
+A kind knows which matrix entry its layer is for, its image name, template and lock file, what its
+template needs, what goes into its build context, its labels and the kind it sits on. chain.py,
+render.py, lock.py and build.py only call these, so a new kind (say an inference-only layer on a
+suite) is one class here, one template, and its place in the chain.
+
+A kind is a `str` equal to its name: the templates (`io.kunlun.layer`), the build log and bench
+key on "base", "paddle", "suite" and "model"."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from packaging.utils import canonicalize_name
+
+from .. import layout, naming, ui
+from ..errors import InputError
+from ..host import cache
+from ..matrix import Download, Matrix, patch_path
+from . import fetch, labels, lock, rootfs
+from .context import BuildContext
+
+if TYPE_CHECKING:
+    from ..arch import Arch
+    from .chain import Layer
+
+
+class Kind(str):
+    name: str                                # what the kind is called, and its template's stem
+    parent: Optional["Kind"] = None          # the kind a layer of this kind is built on
+
+    def __new__(cls, *_):
+        return super().__new__(cls, cls.name)
+
+    def __copy__(self) -> "Kind":
+        return self          # one instance per kind: copies of a Layer share it
+
+    def __deepcopy__(self, memo) -> "Kind":
+        return self
+
+    @property
+    def template(self) -> str:
+        return f"{self.name}.Dockerfile.j2"
+
+    # --- where the layer sits ---------------------------------------------------------------------
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        """The matrix entry a layer of this kind in the chain of (model, flavour) is for."""
+        raise NotImplementedError
+
+    def flavour(self, flavour: str) -> Optional[str]:
+        return flavour
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        raise NotImplementedError
+
+    def cell(self, layer: "Layer") -> str:
+        """Short id used in file names and messages, e.g. 'paddleclas/cpu-x86_64'."""
+        return f"{layer.name}/{layer.flavour}-{layer.arch.name}"
+
+    # --- rendering and locking ---------------------------------------------------------------------
+    def lock(self, layer: "Layer") -> Optional[Path]:
+        """The hash-pinned wheels this layer installs, if any."""
+        return None
+
+    def variables(self, m: Matrix, layer: "Layer") -> dict:
+        """What this kind's template uses besides what every template gets (render.variables)."""
+        return {}
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        raise NotImplementedError
+
+    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
+        """This kind's own facts among the labels of its committed Dockerfile (labels.in_dockerfile)."""
+        return {}
+
+    def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
+        """Labels that depend on more than the Dockerfile (labels.at_build)."""
+        return {}
+
+    # --- building -----------------------------------------------------------------------------------
+    def downloads(self, m: Matrix, layer: "Layer") -> list[Download]:
+        """Files besides the locked wheels that the build context takes from the download cache."""
+        return []
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        """Put what this kind's Dockerfile copies into the build context."""
+
+    def reuse(self, m: Matrix, layer: "Layer", root: Path, existing) -> bool:
+        """Whether the image already built can stand without asking Docker to build again."""
+        return False
+
+    def built(self, m: Matrix, layer: "Layer", image) -> None:
+        """After a build: anything more than the layer's tag."""
+
+
+class Locked(Kind):
+    """A layer that pip-installs a lock file's wheels (hash-checked, from the cache)."""
+
+    def lock(self, layer: "Layer") -> Path:
+        return Path("locks") / layer.arch.name / layer.flavour / f"{self.lock_stem(layer)}.txt"
+
+    def lock_stem(self, layer: "Layer") -> str:
+        return layer.name
+
+    def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        """What the lock is resolved from; its hash goes in the lock header."""
+        raise NotImplementedError
+
+    def resolve(self, values: dict, target: lock.Target) -> list[lock.Wheel]:
+        raise NotImplementedError
+
+    def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
+        return {labels.LOCK: fetch.sha256_of(root / layer.lock)}
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        ctx.add_file("lock.txt", root / layer.lock)
+        for wheel in lock.LockFile.read(root / layer.lock).wheels:
+            path = fetch.cached(wheel)
+            if not path.exists():
+                raise InputError(f"{wheel.filename} is not in the cache ({path.parent})", hint="run `invoke fetch`")
+            ctx.add_file(f"wheels/{wheel.filename}", path, sha256=wheel.sha256)
+
+
+class Base(Kind):
+    name = "base"
+
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        return m.flavours[flavour].base
+
+    def flavour(self, flavour: str) -> None:
+        return None
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        return naming.base_image(m, name, arch)
+
+    def cell(self, layer: "Layer") -> str:
+        return f"base/{layer.name}-{layer.arch.name}"
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        return f"Debian {m.bases[layer.name].release} base ({layer.arch.name})"
+
+    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
+        base = m.bases[layer.name]
+        return {labels.BASE_RELEASE: base.release, labels.BASE_PACKAGES: ",".join(base.packages)}
+
+    def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
+        return {labels.BASE_INPUTS: rootfs.inputs_sha256(m, layer.name, layer.arch)}
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
+            ctx.add_file("rootfs.tar", rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail))
+
+    def reuse(self, m: Matrix, layer: "Layer", root: Path, existing) -> bool:
+        # Bases are bootstrapped once, and again only when their inputs in matrix.yaml change
+        # (or on `invoke base --force`): a bootstrap is minutes, under emulation many.
+        inputs = self.build_labels(m, layer, root)[labels.BASE_INPUTS]
+        return (existing.labels or {}).get(labels.BASE_INPUTS) == inputs
+
+    def built(self, m: Matrix, layer: "Layer", image) -> None:
+        dated = naming.base_dated_image(m, layer.name, layer.arch.name, datetime.date.today().strftime("%Y%m%d"))
+        image.tag(*dated.rsplit(":", 1))
+
+
+class Framework(Locked):
+    name = "paddle"
+
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        return flavour
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        return naming.paddle_image(m, flavour, arch)
+
+    def cell(self, layer: "Layer") -> str:
+        return f"paddle/{layer.flavour}-{layer.arch.name}"
+
+    def lock_stem(self, layer: "Layer") -> str:
+        return "paddle"
+
+    def runtime(self, m: Matrix, layer: "Layer"):
+        """The flavour's XPU runtime (XRE), or None (CPU flavours)."""
+        name = m.flavours[layer.flavour].runtime
+        return m.runtimes[name] if name else None
+
+    def variables(self, m: Matrix, layer: "Layer") -> dict:
+        runtime = self.runtime(m, layer)
+        if runtime is None:
+            return {"runtime": None}
+        return {"runtime": runtime, "archive": runtime.archives[layer.arch.name].filename,
+                "xpu_dir": layout.xpu_dir(runtime.version)}
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        return f"PaddlePaddle {m.paddle_version(layer.flavour, layer.arch.name)} {layer.flavour} ({layer.arch.name})"
+
+    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
+        runtime = self.runtime(m, layer)
+        if runtime is None:
+            return {}
+        return {labels.XPU_RUNTIME_VERSION: runtime.version, labels.XPU_CHIPS: ",".join(runtime.chips),
+                labels.XPU_SMI: runtime.smi}
+
+    def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        flavour = m.flavours[layer.flavour]
+        reqs = [flavour.paddle[layer.arch.name], *flavour.requirements]
+        values = {"cell": layer.cell, "target": lock.Target.of(m, layer).__dict__, "requirements": reqs}
+        wheel = flavour.wheels.get(layer.arch.name)
+        if wheel:       # only then, so the CPU locks' inputs (and hashes) stay as they were
+            values.update(wheel=wheel.model_dump(), dependencies_of=flavour.dependencies_of)
+        if flavour.index:
+            values.update(index=flavour.index)
+        if flavour.no_deps:
+            values.update(no_deps=list(flavour.no_deps))
+        return values
+
+    def resolve(self, values: dict, target: lock.Target) -> list[lock.Wheel]:
+        if "wheel" in values:
+            wheels = lock.direct_wheel(values, target)
+        else:
+            wheels = lock.pip_resolve(values["requirements"], target, index=values.get("index"))
+        if values.get("no_deps"):
+            wheels += lock.pip_resolve(values["no_deps"], target, no_deps=True)
+        return wheels
+
+    def downloads(self, m: Matrix, layer: "Layer") -> list[Download]:
+        runtime = self.runtime(m, layer)
+        return [runtime.archives[layer.arch.name]] if runtime else []
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        super().add_context(ctx, m, layer, root, native)
+        for archive in self.downloads(m, layer):
+            path = fetch.cached(archive, cache.downloads())
+            if not path.exists():
+                raise InputError(f"{archive.filename} (XPU runtime) is not in the cache ({path.parent})",
+                                 hint="run `invoke fetch`")
+            ctx.add_file(f"runtime/{archive.filename}", path, sha256=archive.sha256)
+
+
+class Suite(Locked):
+    name = "suite"
+
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        return m.models[model].suite
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        return naming.suite_image(m, name, flavour, arch)
+
+    def variables(self, m: Matrix, layer: "Layer") -> dict:
+        return {"suite": m.suites[layer.name], "suite_dir": layout.suite_dir(layer.name)}
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        return (f"{layer.name} {m.suites[layer.name].version} on Paddle "
+                f"{m.paddle_version(layer.flavour, layer.arch.name)} {layer.flavour} ({layer.arch.name})")
+
+    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
+        return {labels.SUITE: layer.name, labels.SUITE_VERSION: m.suites[layer.name].version}
+
+    def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        suite = m.suites[layer.name]
+        parent = lock.LockFile.read(root / layer.parent.lock)
+        # The framework's pins fix what the suite's requirements resolve against; its no_deps packages
+        # are left out (resolved with dependencies they would drag in what the framework never installs).
+        alone = {canonicalize_name(p.split("==")[0]) for p in m.flavours[layer.flavour].no_deps}
+        values = {"cell": layer.cell, "target": lock.Target.of(m, layer).__dict__,
+                  "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
+                  "framework": sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)}
+        if suite.no_deps:   # only then: the other suites' inputs (and lock hashes) stay as they were
+            values.update(no_deps=list(suite.no_deps), build_tools=list(lock.BUILD_TOOLS))
+        return values
+
+    def resolve(self, values: dict, target: lock.Target) -> list[lock.Wheel]:
+        # The suite's own pins are stale or conflicting, so it is resolved alone (no deps) and what it
+        # imports is resolved with the framework's pins fixed; the framework's wheels are not repeated.
+        framework = {canonicalize_name(p.split("==")[0]) for p in values["framework"]}
+        deps = lock.pip_resolve(values["requirements"] + values["framework"], target) if values["requirements"] else []
+        no_deps = values.get("no_deps", [])
+        exact = {canonicalize_name(p.split("==")[0]) for p in no_deps}   # their pins win over any dep's
+        wheels = [w for w in deps if w.name not in framework | exact]
+        wheels += lock.pip_resolve([values["suite"]], target, no_deps=True)
+        if no_deps:
+            wheels += lock.pip_resolve(no_deps, target, no_deps=True, sdists=True)
+            have = {w.name for w in wheels} | framework
+            tools = [t for t in values["build_tools"] if canonicalize_name(t) not in have]
+            wheels += lock.pip_resolve(tools, target, no_deps=True) if tools else []
+        return wheels
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        super().add_context(ctx, m, layer, root, native)
+        for patch in m.suites[layer.name].patches:
+            ctx.add_file(f"patches/{patch}", root / patch_path(layer.name, patch))
+
+
+def recipe_json(m: Matrix, model: str) -> bytes:
+    """The model's recipes as the entrypoint reads them (/opt/kunlun/recipe.json, see
+    entrypoints/kunlun_train/recipe.py): named recipes in the matrix's order (the first is the
+    default) and the smoke overrides."""
+    spec = m.models[model]
+    recipe = {"Bundle": {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite},
+              "recipes": m.recipes(model), "smoke": spec.smoke}
+    return (json.dumps(recipe, indent=2) + "\n").encode()
+
+
+class Model(Kind):
+    name = "model"
+
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        return model
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        return naming.model_image(m, name, flavour, arch)
+
+    def variables(self, m: Matrix, layer: "Layer") -> dict:
+        model = m.models[layer.name]
+        return {"model": model, "suite": m.suites[model.suite]}
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        return f"{m.models[layer.name].title} training, {layer.flavour} ({layer.arch.name})"
+
+    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
+        model = m.models[layer.name]
+        return {labels.MODEL: layer.name, labels.SUITE: model.suite, labels.SUITE_VERSION: m.suites[model.suite].version}
+
+    def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
+        """What the committed Dockerfile cannot know: the locks' hashes, the description and the commit."""
+        spec, suite = m.models[layer.name], layer.parent
+        return {
+            labels.DESCRIPTION:
+                f"Trains {spec.title} ({spec.task}, {spec.suite} {m.suites[spec.suite].version}) with PaddlePaddle "
+                f"{m.paddle_version(layer.flavour, layer.arch.name)} on {device(m, layer.flavour)}; "
+                f"`docker run IMAGE --help` lists the options",
+            labels.LICENSES: labels.LICENSE,
+            labels.lock_of("paddle"): fetch.sha256_of(root / suite.parent.lock),
+            labels.lock_of(spec.suite): fetch.sha256_of(root / suite.lock),
+        } | labels.commit(root)
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        ctx.add_tree("entrypoints", root / "entrypoints")
+        ctx.add_bytes("recipe.json", recipe_json(m, layer.name))
+
+
+def device(m: Matrix, flavour: str) -> str:
+    """What a flavour trains on, in words: 'CPU' or 'Kunlun XPU (XRE 4.31.0)'."""
+    runtime = m.flavours[flavour].runtime
+    return f"Kunlun XPU (XRE {m.runtimes[runtime].version})" if runtime else "CPU"
+
+
+BASE, FRAMEWORK, SUITE, MODEL = Base(), Framework(), Suite(), Model()
+FRAMEWORK.parent, SUITE.parent, MODEL.parent = BASE, FRAMEWORK, SUITE
+KINDS = (BASE, FRAMEWORK, SUITE, MODEL)   # parents first

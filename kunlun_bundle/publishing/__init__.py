@@ -1,0 +1,146 @@
+"""Publishing model images to a registry (`invoke publish`), one job per module:
+
+    plan      plan.py: every tag of every cell (model x flavour), the per-arch images behind each, their
+              states (new, present, conflict, missing, held back) and the gate, before anything is pushed
+    smoke     smoke.py: train 1 step, network off, before an image may be pushed
+    sbom      sbom.py: the image's Python and Debian packages, listed by running it, as CycloneDX + text
+    layer     layer.py: one small layer on the local image with the SBOM files and the published labels
+    push      push.py: the per-arch image through the Docker daemon, the manifest lists through the
+              registry API (registry.py)
+    report    report.json plus the SBOM files of every image, in the report directory (here)
+
+Idempotent: an image already in the registry that was made from the same local image (label
+io.kunlun.source.image) is not pushed again, and a manifest list has the same bytes for the same
+images; so a run that was interrupted is simply run again. An immutable tag (per-arch or version)
+that names a different image is refused before anything is pushed, unless --force."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+from .. import naming, ui
+from ..engine import docker_api
+from ..errors import PublishError, RegistryAuthError, TagConflictError
+from ..images import labels
+from ..images.chain import Layer, model_layer
+from ..matrix import Matrix
+from . import layer, plan, registry as reg, sbom, smoke
+from .plan import ArchImage, Cell, Outcome, State
+from .push import push_image, put_lists
+
+
+def prepare_and_push(client, m: Matrix, root: Path, cell: Cell, a: ArchImage, registry: reg.Registry,
+                     report_dir: Path) -> None:
+    """SBOM, publish layer, push, and the registry's view of the result."""
+    model = model_layer(m, cell.model, cell.flavour, m.arch_registry[a.arch])
+    published = labels.published(m, model, root, client.images.get(a.local_id).labels or {}, a.local_id)
+    start = time.monotonic()
+    listing, dpkg = sbom.read(client, a.local_id, a.platform, a.local)
+    locks = [root / part.lock for part in model.ancestry() if part.lock]
+    files = sbom.files(a.remote, a.local_id, published.get(labels.CREATED), listing, dpkg, locks)
+    a.seconds["sbom"] = round(time.monotonic() - start, 1)
+    out = report_dir / "sbom" / cell.model / f"{cell.flavour}-{a.arch}"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+        a.sbom[name] = {"path": str(out / name), "bytes": len(data)}
+    with ui.step(f"push {a.remote}"):
+        layer.build(client, m, cell, a, published, files)
+        start = time.monotonic()
+        digest = push_image(client, a, registry, cell.path)
+        a.seconds["push"] = round(time.monotonic() - start, 1)
+    if not plan.remote_view(a, registry, cell.path, digest):
+        raise PublishError(f"the registry does not have {a.remote}@{digest} right after the push")
+    a.pushed, a.state = True, State.present
+
+
+def publish_cell(client, m: Matrix, root: Path, cell: Cell, registry: reg.Registry, report_dir: Path,
+                 manifests: bool, smoke_args: list[str] = ()) -> None:
+    to_push = [a for a in cell.archs if a.in_run and a.state is not State.present]
+    record = smoke.SmokeRecord(report_dir)
+    for a in cell.archs:   # every smoke test first: a cell with a failing arch pushes nothing
+        if a in to_push and record.has(a, smoke_args):
+            a.smoke = f"{labels.SMOKE_PASSED} (earlier in this run: {record.path})"
+        elif a in to_push:
+            with ui.step(f"smoke test {a.local} (train 1 step)"):
+                start = time.monotonic()
+                failure = smoke.smoke_test(client, a, smoke_args)
+                a.seconds["smoke"] = round(time.monotonic() - start, 1)
+            a.smoke = f"failed: {failure}" if failure else labels.SMOKE_PASSED
+            if failure:
+                cell.hold_back(f"{a.arch} failed its smoke test: {failure}")
+                return
+            record.add(a, smoke_args, a.seconds["smoke"])
+        elif a.state is State.present:
+            a.smoke = f"{a.remote_labels.get(labels.SMOKE, 'unknown')} (when pushed; same local image)"
+    for a in to_push:
+        prepare_and_push(client, m, root, cell, a, registry, report_dir)
+    for a in cell.archs:
+        if a.entry:
+            cell.tags[a.tag] = a.remote_digest
+    if not manifests:
+        cell.status = Outcome.pushed
+        return
+    not_ready = [a.arch for a in cell.archs if not a.ready]
+    if not_ready:   # cannot happen after the gate, unless the registry changed meanwhile
+        cell.hold_back(f"not ready in the registry: {', '.join(not_ready)}")
+        return
+    put_lists(cell, registry)
+    cell.status = Outcome.published
+
+
+def write_report(report_dir: Path, registry_arg: str, revision: Optional[str], cells: list[Cell], pushed: bool,
+                 seconds: float) -> Path:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"registry": registry_arg, "revision": revision, "push": pushed, "seconds": round(seconds, 1),
+           "cells": [asdict(c) | {"name": c.name} for c in cells]}
+    path = report_dir / "report.json"
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def publish(m: Matrix, layers: list[Layer], root: Path, registry_arg: str, run_archs: list[str], *,
+            push: bool = False, force: bool = False, manifests: bool = True,
+            report_dir: Path = Path(".cache/publish-report"), smoke_args: list[str] = ()) -> list[Cell]:
+    """The publish task: print the plan; with push=True, push and put the manifest lists. Raises
+    PublishError (after writing the report) when a cell was held back or failed."""
+    start = time.monotonic()
+    host = reg.split(naming.registry_repository(m, registry_arg, "x"))[0]
+    registry = reg.Registry(host, reg.credentials(host))
+    registry.check()
+    cells = plan.cells_for(m, registry_arg, layers, run_archs)
+    client = docker_api.client() if any(a.in_run for c in cells for a in c.archs) else None
+    with ui.step(f"look up {sum(len(c.archs) for c in cells)} image(s) locally and in {host}"):
+        plan.look_up(cells, client, registry)
+    revision = labels.revision(root)
+    plan.classify(cells, revision, manifests)
+    ui.table(["tag", "from", "state", "note"], plan.rows(cells, manifests), title="Publish plan")
+    found = plan.conflicts(cells, manifests)
+    if found and not force:
+        raise TagConflictError("immutable tags already name other images: " + "; ".join(found),
+                               hint="bump the bundle version in matrix.yaml, or overwrite with --force")
+    if push:
+        for cell in cells:
+            if cell.status is Outcome.blocked:
+                continue
+            try:
+                publish_cell(client, m, root, cell, registry, report_dir, manifests, list(smoke_args))
+            except RegistryAuthError:
+                raise
+            except PublishError as exc:
+                cell.status, cell.reason = Outcome.failed, exc.message
+                ui.error(exc.message, exc.hint)
+    path = write_report(report_dir, registry_arg, revision, cells, push, time.monotonic() - start)
+    rows = [[c.name, c.status, ", ".join(f"{t}" for t in c.tags) or "-", c.reason or ""] for c in cells]
+    ui.table(["cell", "status", "tags", "why not"], rows, title="Publish summary", console=ui.err)
+    ui.info(f"report: {path}")
+    held = [c for c in cells if c.status in (Outcome.blocked, Outcome.failed)]
+    if held and not push:
+        ui.warn(f"{len(held)} cell(s) would be held back: {', '.join(c.name for c in held)}")
+    elif held:
+        raise PublishError(f"{len(held)} cell(s) not published: " + "; ".join(f"{c.name}: {c.reason}" for c in held),
+                           hint=f"details in {path}")
+    return cells

@@ -1,0 +1,49 @@
+"""The smoke test every image passes before it is pushed: train 1 step, network off, and a finite loss
+in the summary line. Passes are remembered in the report directory, so a rerun of an interrupted
+publish does not train the same image again (under emulation that is minutes per image)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..engine import container
+from ..errors import PublishError
+from .plan import ArchImage
+
+
+def smoke_test(client, a: ArchImage, extra_args: list[str] = ()) -> Optional[str]:
+    """Train the image for 1 step, network off; None if it passed, else why not."""
+    try:
+        running = container.start(client, a.local_id, ["--steps", "1", *extra_args], error=PublishError,
+                                  network_mode="none", platform=a.platform, labels={"io.kunlun.publish": "smoke"})
+    except PublishError as exc:
+        return exc.message
+    with running:
+        code = running.wait()
+        output = running.output()
+    summary = next((json.loads(line) for line in output.splitlines() if line.startswith('{"event": "summary"')), None)
+    if code != 0 or summary is None or not summary.get("loss_finite"):
+        tail = " | ".join(output.strip().splitlines()[-3:])
+        return f"exit {code}{'' if summary else ', no summary line'}: {tail[-300:]}"
+    return None
+
+
+class SmokeRecord:
+    """Smoke tests passed in this run, by local image id and arguments, kept in the report directory: a run
+    that was interrupted and is started again with the same report directory is the same run."""
+
+    def __init__(self, report_dir: Path):
+        self.path = report_dir / "smoke-passed.json"
+        self.passed = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def key(self, a: ArchImage, extra_args: list[str]) -> str:
+        return " ".join([a.local_id, *extra_args])
+
+    def has(self, a: ArchImage, extra_args: list[str]) -> bool:
+        return self.key(a, extra_args) in self.passed
+
+    def add(self, a: ArchImage, extra_args: list[str], seconds: float) -> None:
+        self.passed[self.key(a, extra_args)] = {"image": a.local, "seconds": seconds}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.passed, indent=2, sort_keys=True) + "\n")

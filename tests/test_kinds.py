@@ -1,0 +1,51 @@
+"""Each layer kind is one type that knows its place in the chain, its template, lock, labels and
+build context (kunlun_bundle/images/kinds.py); the rest of the bundle only asks it."""
+from __future__ import annotations
+
+import json
+
+from kunlun_bundle.images import chain, kinds, labels
+from kunlun_bundle.images.context import BuildContext
+
+
+def test_a_chain_is_base_framework_suite_model_each_on_its_parent_kind(matrix):
+    top = chain.model_layer(matrix, "bert-base", "cpu", matrix.arch_registry["x86_64"])
+    assert [layer.kind for layer in top.ancestry()] == ["base", "paddle", "suite", "model"]
+    assert [layer.kind for layer in top.ancestry()] == list(kinds.KINDS)
+    for layer in top.ancestry()[1:]:
+        assert layer.kind.parent is layer.parent.kind
+    assert [layer.name for layer in top.ancestry()] == ["bookworm", "cpu", "paddlenlp", "bert-base"]
+
+
+def test_each_kind_names_its_template_lock_and_cell(matrix):
+    base, paddle, suite, model = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["aarch64"]).ancestry()
+    assert [layer.template for layer in (base, paddle, suite, model)] == [
+        "base.Dockerfile.j2", "paddle.Dockerfile.j2", "suite.Dockerfile.j2", "model.Dockerfile.j2"]
+    assert [str(layer.lock) for layer in (paddle, suite)] == ["locks/aarch64/cpu/paddle.txt", "locks/aarch64/cpu/paddleclas.txt"]
+    assert base.lock is None and model.lock is None
+    assert [layer.cell for layer in (base, paddle, suite, model)] == [
+        "base/bookworm-aarch64", "paddle/cpu-aarch64", "paddleclas/cpu-aarch64", "resnet50/cpu-aarch64"]
+
+
+def test_a_kind_is_its_name_where_a_string_is_wanted(matrix):
+    """Templates (io.kunlun.layer), the build log and bench key on the kind's name."""
+    assert kinds.FRAMEWORK == "paddle" and str(kinds.SUITE) == "suite"
+    assert json.dumps({kinds.MODEL: 1}) == '{"model": 1}'
+
+
+def test_the_committed_dockerfile_labels_list_the_common_facts_then_the_kinds_own(matrix, root):
+    model = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["x86_64"])
+    found = labels.in_dockerfile(matrix, model)
+    assert list(found)[:6] == [labels.TITLE, labels.VERSION, labels.LAYER, labels.ARCH, labels.FLAVOUR,
+                               labels.PADDLE_VERSION]
+    assert found[labels.MODEL] == "resnet50" and found[labels.SUITE] == "paddleclas"
+    assert labels.instruction(found, sort=False) in (root / model.dockerfile).read_text()
+
+
+def test_each_kind_puts_its_own_files_into_the_build_context(matrix, root):
+    base, paddle, suite, model = chain.model_layer(matrix, "dqn", "cpu", matrix.arch_registry["x86_64"]).ancestry()
+    ctx = BuildContext(0)
+    model.kind.add_context(ctx, matrix, model, root, matrix.arch_registry.native())
+    assert "recipe.json" in ctx.names() and any(n.startswith("entrypoints/kunlun_train/") for n in ctx.names())
+    assert json.loads(kinds.recipe_json(matrix, "dqn"))["Bundle"]["suite"] == "parl"
+    assert suite.kind.downloads(matrix, suite) == [] and paddle.kind.downloads(matrix, paddle) == []   # CPU: no runtime
