@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kunlun_bundle import matrix  # noqa: E402
-from kunlun_bundle.engine import docker_api  # noqa: E402
+from kunlun_bundle.containers import docker_api  # noqa: E402
 from kunlun_bundle.host import cache  # noqa: E402
 from kunlun_bundle.images import chain, kinds, lock  # noqa: E402
 

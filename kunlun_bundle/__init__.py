@@ -11,12 +11,12 @@ these. Core modules at the top, one subpackage per stage of an image's life:
 
   images/     making images: kinds (the layer kinds), chain, labels, render, lock, fetch, context,
               rootfs, build
-  engine/     the Docker engine: docker_api (connect, look up, build), container (the one way a
+  containers/ the Docker engine: docker_api (connect, look up, build), container (the one way a
               container is started, followed, waited for and removed)
   training/   training in the images: run, multinode, devices (Kunlun cards, CDI), k8s
   publishing/ `invoke publish`: plan (and gate), smoke, sbom, layer, push, registry
   host/       the host: its facts (binfmt, tools, disk), cache, doctor
 
-The core modules import none of the subpackages; images/ and training/ use engine/ and host/;
-publishing/ uses images/ and engine/; only the doctor (host/) looks at training/ (the cards).
+The core modules import none of the subpackages; images/ and training/ use containers/ and host/;
+publishing/ uses images/ and containers/; only the doctor (host/) looks at training/ (the cards).
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import host, naming, ui
-from ..engine import docker_api
+from ..containers import docker_api
 from ..errors import BundleError, HostError
 from ..matrix import Matrix
 from ..training import devices

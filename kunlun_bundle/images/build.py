@@ -14,7 +14,7 @@ from typing import Optional
 
 from .. import host, naming, ui
 from ..arch import Arch
-from ..engine import docker_api
+from ..containers import docker_api
 from ..errors import BuildError, BundleError, InputError
 from ..host import cache
 from ..matrix import Matrix

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import naming, ui
-from ..engine import docker_api
+from ..containers import docker_api
 from ..errors import PublishError, RegistryAuthError, TagConflictError
 from ..images import labels
 from ..images.chain import Layer, model_layer

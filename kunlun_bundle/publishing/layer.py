@@ -4,7 +4,7 @@ FROM the local image's id, so the image that passed the smoke test is exactly wh
 from __future__ import annotations
 
 from .. import layout
-from ..engine import docker_api
+from ..containers import docker_api
 from ..host import cache
 from ..images import labels
 from ..images.context import BuildContext

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Optional
 
 from .. import naming
-from ..engine import docker_api
+from ..containers import docker_api
 from ..images import labels
 from ..images.chain import Layer
 from ..matrix import Matrix

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..engine import container
+from ..containers import container
 from ..errors import PublishError
 from ..images import lock
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..engine import container
+from ..containers import container
 from ..errors import PublishError
 from .plan import ArchImage
 

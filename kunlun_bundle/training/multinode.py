@@ -16,7 +16,7 @@ from typing import Optional
 import docker.errors
 
 from .. import ui
-from ..engine import container, docker_api
+from ..containers import container, docker_api
 from ..errors import BundleError, RunError, UsageError
 from ..images.chain import Layer
 from .run import container_options, require_built

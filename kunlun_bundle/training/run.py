@@ -9,7 +9,7 @@ from typing import Optional
 from rich.markup import escape
 
 from .. import layout, ui
-from ..engine import container, docker_api
+from ..containers import container, docker_api
 from ..errors import RunError
 from ..images.chain import Layer
 from ..matrix import Matrix

@@ -1,4 +1,4 @@
-"""The one way the bundle runs containers (kunlun_bundle.engine.container), on the real daemon with the
+"""The one way the bundle runs containers (kunlun_bundle.containers.container), on the real daemon with the
 smallest image the bundle has, its Debian base: output followed line by line, exit codes, a timeout
 that stops the container, Docker's errors as the caller's error class, and no container left behind
 whatever happens inside the `with` block."""
@@ -9,7 +9,7 @@ import docker.errors
 import pytest
 
 from kunlun_bundle import naming
-from kunlun_bundle.engine import container, docker_api
+from kunlun_bundle.containers import container, docker_api
 from kunlun_bundle.errors import PublishError, RunError
 
 from .helpers import MATRIX, invoke
