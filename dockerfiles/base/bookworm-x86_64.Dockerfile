@@ -3,6 +3,7 @@
 # Debian bookworm for amd64, bootstrapped from Debian packages by `invoke base`
 # (mmdebstrap, SOURCE_DATE_EPOCH=1700000000). Built with --platform linux/amd64,
 # which also records the right architecture in the image's metadata.
+# The bundle assembles this image itself: the rootfs tarball is its one layer, as mmdebstrap wrote it.
 FROM scratch
 ADD rootfs.tar /
 ENV LANG=C.UTF-8 \

@@ -10,13 +10,19 @@ COPY wheels/ /tmp/kunlun/wheels/
 RUN python3 -m venv /opt/kunlun/venv \
  && /opt/kunlun/venv/bin/pip install --no-index --no-deps --require-hashes --no-cache-dir \
         --disable-pip-version-check --find-links /tmp/kunlun/wheels -r /tmp/kunlun/lock.txt
-
-FROM kunlun/base:bookworm-x86_64
-COPY --from=install /opt/kunlun/venv /opt/kunlun/venv
 # A non-root user; its home is world-writable (sticky, like /tmp) so a container started with
 # --user UID:GID can still write the caches Paddle and the suites create under $HOME at import.
+# Made here, so that the image takes exactly its account files and home.
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/kunlun --shell /bin/bash kunlun \
- && chmod 1777 /home/kunlun
+ && chmod 1777 /home/kunlun \
+ && mkdir -p /tmp/kunlun/etc && cp /etc/passwd /etc/group /etc/shadow /etc/gshadow /tmp/kunlun/etc/
+
+# The image: only COPY, ENV, LABEL, USER, WORKDIR and ENTRYPOINT from here, which the bundle applies
+# itself, byte for byte the same every build (kunlun_bundle/images/assemble.py); commands run above.
+FROM kunlun/base:bookworm-x86_64
+COPY --from=install /opt/kunlun/venv /opt/kunlun/venv
+COPY --from=install /tmp/kunlun/etc/ /etc/
+COPY --from=install /home/ /home/
 ENV VIRTUAL_ENV=/opt/kunlun/venv \
     PATH=/opt/kunlun/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     KUNLUN_FLAVOUR=cpu \

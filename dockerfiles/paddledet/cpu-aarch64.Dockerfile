@@ -8,17 +8,24 @@ FROM kunlun/paddle:3.2.2-cpu-aarch64 AS install
 ENV SOURCE_DATE_EPOCH=1700000000
 COPY lock.txt /tmp/kunlun/lock.txt
 COPY wheels/ /tmp/kunlun/wheels/
-RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check \
+RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check --no-compile \
         --target /opt/kunlun/suites/paddledet --find-links /tmp/kunlun/wheels -r /tmp/kunlun/lock.txt
 # Reviewed fixes (patches/paddledet/, listed in matrix.yaml): exact context, no fuzz, so a
 # patch that no longer fits the pinned version fails the build instead of half-applying.
 COPY patches/ /tmp/kunlun/patches/
 RUN patch --directory=/opt/kunlun/suites/paddledet --strip=1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
         --input=/tmp/kunlun/patches/0001-rpn-0d-shape-concat.patch
+# Bytecode compiled here, in place and after the patches: pip --target compiles in a temporary
+# directory whose random name the .pyc files would record. Checked-hash .pyc (SOURCE_DATE_EPOCH); like
+# pip, a file that does not compile (vendored code for another Python) is left as source.
+RUN (python3 -m compileall -q -j 0 --invalidation-mode checked-hash /opt/kunlun/suites/paddledet > /dev/null || true) \
+ && echo "/opt/kunlun/suites/paddledet" > /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddledet.pth
 
+# The image: only COPY, ENV, LABEL, USER, WORKDIR and ENTRYPOINT from here, which the bundle applies
+# itself, byte for byte the same every build (kunlun_bundle/images/assemble.py); commands run above.
 FROM kunlun/paddle:3.2.2-cpu-aarch64
 COPY --from=install /opt/kunlun/suites/paddledet /opt/kunlun/suites/paddledet
-RUN echo "/opt/kunlun/suites/paddledet" > /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddledet.pth
+COPY --from=install /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddledet.pth /opt/kunlun/venv/lib/python3.11/site-packages/
 ENV PATH=/opt/kunlun/suites/paddledet/bin:$PATH
 LABEL org.opencontainers.image.title="paddledet 2.6.0 on Paddle 3.2.2 cpu (aarch64)" \
       org.opencontainers.image.version="2.6.0-paddle3.2.2-cpu-aarch64" \

@@ -9,18 +9,25 @@ ENV SOURCE_DATE_EPOCH=1700000000
 COPY lock.txt /tmp/kunlun/lock.txt
 COPY wheels/ /tmp/kunlun/wheels/
 # suites.paddlenlp.no_deps packages that PyPI has only as source are locked as their upstream
-# sdists and built here with the network off, by the build tools the lock pins (kunlun_bundle.lock.BUILD_TOOLS),
+# sdists and built here with the network off, by the build tools the lock pins (kunlun_bundle.images.lock.BUILD_TOOLS),
 # installed into this throw-away stage's venv only: they do not go into the suite.
 RUN grep -E '^(setuptools|wheel)==' /tmp/kunlun/lock.txt > /tmp/kunlun/build-tools.txt \
  && grep -vE '^(setuptools|wheel)==' /tmp/kunlun/lock.txt > /tmp/kunlun/suite.txt \
  && pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check \
         --find-links /tmp/kunlun/wheels -r /tmp/kunlun/build-tools.txt
-RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check \
+RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check --no-compile \
         --no-build-isolation --target /opt/kunlun/suites/paddlenlp --find-links /tmp/kunlun/wheels -r /tmp/kunlun/suite.txt
+# Bytecode compiled here, in place and after the patches: pip --target compiles in a temporary
+# directory whose random name the .pyc files would record. Checked-hash .pyc (SOURCE_DATE_EPOCH); like
+# pip, a file that does not compile (vendored code for another Python) is left as source.
+RUN (python3 -m compileall -q -j 0 --invalidation-mode checked-hash /opt/kunlun/suites/paddlenlp > /dev/null || true) \
+ && echo "/opt/kunlun/suites/paddlenlp" > /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddlenlp.pth
 
+# The image: only COPY, ENV, LABEL, USER, WORKDIR and ENTRYPOINT from here, which the bundle applies
+# itself, byte for byte the same every build (kunlun_bundle/images/assemble.py); commands run above.
 FROM kunlun/paddle:3.2.2-cpu-aarch64
 COPY --from=install /opt/kunlun/suites/paddlenlp /opt/kunlun/suites/paddlenlp
-RUN echo "/opt/kunlun/suites/paddlenlp" > /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddlenlp.pth
+COPY --from=install /opt/kunlun/venv/lib/python3.11/site-packages/kunlun-suite-paddlenlp.pth /opt/kunlun/venv/lib/python3.11/site-packages/
 ENV PATH=/opt/kunlun/suites/paddlenlp/bin:$PATH
 LABEL org.opencontainers.image.title="paddlenlp 2.8.1 on Paddle 3.2.2 cpu (aarch64)" \
       org.opencontainers.image.version="2.8.1-paddle3.2.2-cpu-aarch64" \

@@ -2,6 +2,8 @@
 # Do not edit: change the template or matrix.yaml, then run `invoke render`.
 # VGG16 (paddleclas): the training entrypoint and the model's default recipe.
 # `docker run kunlun/vgg16` trains it; `--help` lists the options.
+# The image: only COPY, ENV, LABEL, USER, WORKDIR and ENTRYPOINT from here, which the bundle applies
+# itself, byte for byte the same every build (kunlun_bundle/images/assemble.py); commands run above.
 FROM kunlun/paddleclas:2.6.0-paddle3.2.2-cpu-aarch64
 COPY entrypoints/ /opt/kunlun/entrypoints/
 COPY recipe.json /opt/kunlun/recipe.json

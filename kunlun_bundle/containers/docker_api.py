@@ -31,17 +31,19 @@ def image(c: docker.DockerClient, ref: str, missing: Optional[BundleError] = Non
         return None
 
 
-def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: bool = False,
-          labels: Optional[dict] = None, on_line: Callable[[str], None] = lambda line: None) -> str:
-    """Build an image from a context tarball with no network; returns the image id."""
+def build(c: docker.DockerClient, context, tag: Optional[str], platform: str, *, nocache: bool = False,
+          target: Optional[str] = None, labels: Optional[dict] = None,
+          on_line: Callable[[str], None] = lambda line: None) -> str:
+    """Build an image (or a `target` stage of it) from a context tarball with no network; returns its id."""
     built_id, log = None, []
+    what = tag or f"stage {target}"
     try:
-        stream = c.api.build(fileobj=context, custom_context=True, tag=tag, platform=platform,
+        stream = c.api.build(fileobj=context, custom_context=True, tag=tag, platform=platform, target=target,
                              network_mode="none", rm=True, forcerm=True, nocache=nocache, pull=False,
                              labels=labels or {}, decode=True)
         for chunk in stream:
             if "error" in chunk:
-                raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n    "
+                raise BuildError(f"building {what} failed: {chunk['error'].strip()}\n    "
                                  + "\n    ".join(log[-25:]))
             if "aux" in chunk and "ID" in chunk["aux"]:
                 built_id = chunk["aux"]["ID"]
@@ -50,5 +52,54 @@ def build(c: docker.DockerClient, context, tag: str, platform: str, *, nocache: 
                     log.append(line.rstrip())
                     on_line(line.rstrip())
     except docker.errors.APIError as exc:
-        raise BuildError(f"building {tag} failed: {exc.explanation or exc}") from None
-    return built_id or image(c, tag, missing=BuildError(f"building {tag} reported success but the image is missing")).id
+        raise BuildError(f"building {what} failed: {exc.explanation or exc}") from None
+    if built_id:
+        return built_id
+    return image(c, tag, missing=BuildError(f"building {what} reported success but the image is missing")).id
+
+
+class Tree:
+    """Files of an image read out without running it: a created (never started) container whose
+    paths are exported as tars (the daemon's get_archive). A context manager that removes it."""
+
+    def __init__(self, c: docker.DockerClient, image_id: str, scratch):
+        self.scratch = scratch
+        try:
+            self.handle = c.containers.create(image_id, command=["true"], network_disabled=True)
+        except docker.errors.APIError as exc:
+            raise BuildError(f"could not open {image_id[:19]} to copy from it: {exc.explanation or exc}") from None
+        self.saved: list = []
+
+    def __enter__(self) -> "Tree":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove(force=True)
+        for path in self.saved:
+            path.unlink(missing_ok=True)
+
+    def export(self, path: str):
+        """The tar of `path` (its top entry is the path's basename), saved to a temporary file."""
+        import tempfile
+        from pathlib import Path
+        fd, name = tempfile.mkstemp(dir=self.scratch, suffix=".stage.tar")
+        self.saved.append(Path(name))
+        try:
+            stream, _ = self.handle.get_archive(path)
+            with open(fd, "wb") as out:
+                for chunk in stream:
+                    out.write(chunk)
+        except docker.errors.NotFound:
+            raise BuildError(f"COPY --from: {path} is not in the install stage") from None
+        return Path(name)
+
+
+def load(c: docker.DockerClient, archive, expected_id: str, what: str) -> None:
+    """`docker load` an archive; the image must come out with the id it was assembled to have."""
+    try:
+        c.api.load_image(archive)
+    except docker.errors.APIError as exc:
+        raise BuildError(f"loading {what} failed: {exc.explanation or exc}") from None
+    found = image(c, expected_id)
+    if found is None:
+        raise BuildError(f"loading {what} did not give image {expected_id}")

@@ -33,6 +33,12 @@ def rootfs() -> Path:
     return _dir("rootfs")
 
 
+def assembled() -> Path:
+    """What each assembled image was made from (a key of its inputs) -> its image id: a rebuild with the
+    same inputs finds the image instead of assembling it again."""
+    return _dir("assembled")
+
+
 def scratch() -> Path:
     """Temporary files (build contexts, partial downloads); safe to delete at any time."""
     return _dir("tmp")

@@ -5,8 +5,11 @@ match matrix.yaml, wheels are in the cache with the pinned hashes. Builds run wi
 off. A failed layer skips the layers above it; the rest go on, and the summary says what happened."""
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,7 @@ from ..containers import docker_api
 from ..errors import BuildError, BundleError, InputError
 from ..host import cache
 from ..matrix import Matrix
-from . import fetch, labels, lock, render, rootfs
+from . import assemble, fetch, labels, lock, render, rootfs
 from .chain import Layer, all_ready, unique_layers
 from .context import BuildContext
 
@@ -55,6 +58,7 @@ def context_for(m: Matrix, layer: Layer, root: Path, native, parent_id: Optional
     if layer.parent is not None:
         dockerfile = from_parent(dockerfile, naming.declared(m, layer.parent.image), parent_id)
     ctx.add_bytes("Dockerfile", dockerfile)
+    ctx.dockerfile = dockerfile
     layer.kind.add_context(ctx, m, layer, root, native)
     return ctx
 
@@ -80,27 +84,112 @@ def dockerfile_with_labels(path: Path, build_labels: dict[str, str]) -> bytes:
     return text.encode("utf-8")
 
 
-def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool) -> Result:
+def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool,
+                images: dict) -> Result:
+    """Docker runs the install stage (if the Dockerfile has one); the image itself is assembled
+    (assemble.py): the same inputs give the same image id, and a rebuild with the same inputs finds
+    the image it made before. `images` carries the chain's assembled configs from parent to child."""
     start = time.monotonic()
     existing = docker_api.image(client, layer.image)
     if existing and not no_cache and layer.kind.reuse(m, layer, root, existing):
-        return Result(layer, "cached", 0.0, existing.attrs["Size"])
+        image = known(m, layer, root, existing, images)
+        if image is not None:
+            images[layer.image] = image
+            return Result(layer, "cached", 0.0, existing.attrs["Size"])
     with ui.step(f"build {layer.image}"):
         parent = docker_api.image(client, layer.parent.image) if layer.parent else None
         ctx = context_for(m, layer, root, native, parent.id if parent else None)
-        with ctx.tarball(cache.scratch()) as tarball:
-            def show(line: str) -> None:
-                if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
-                    ui.detail(line)
-            new_id = docker_api.build(client, tarball, layer.image, layer.arch.platform, nocache=no_cache,
-                                      on_line=show)
-    built = client.images.get(new_id)
+        stages = assemble.parse(ctx.dockerfile.decode("utf-8"))
+        final, install = stages[-1], (stages[-2] if len(stages) > 1 else None)
+        stage_id = None
+        if install is not None:
+            with ctx.tarball(cache.scratch()) as tarball:
+                def show(line: str) -> None:
+                    if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
+                        ui.detail(line)
+                stage_id = docker_api.build(client, tarball, None, layer.arch.platform, nocache=no_cache,
+                                            target=install.name, on_line=show)
+        sources = ctx.sources()
+        key = assembly_key(final, parent.id if parent else None, stage_id, sources, m.bases[layer.base].source_date_epoch)
+        made = cache.assembled() / key
+        found = docker_api.image(client, made.read_text().strip()) if made.is_file() and not no_cache else None
+        parent_image = images[layer.parent.image] if layer.parent else \
+            assemble.Image(layer.arch.platform, m.bases[layer.base].source_date_epoch)
+        image = replayed(final, parent_image, found) if found is not None else None
+        if image is not None:
+            found.tag(*layer.image.rsplit(":", 1))
+        else:
+            found = None
+            image = assemble_and_load(client, layer, final, parent_image, sources, stage_id)
+            made.write_text(image.id + "\n")
+    images[layer.image] = image
+    built = client.images.get(layer.image)
     layer.kind.built(m, layer, built)
-    result = Result(layer, "cached" if existing and existing.id == new_id else "built", time.monotonic() - start,
-                    built.attrs["Size"])
+    cached = found is not None or (existing is not None and existing.id == built.id)
+    result = Result(layer, "cached" if cached else "built", time.monotonic() - start, built.attrs["Size"])
     if result.status == "built":
         record(result)
     return result
+
+
+def assembly_key(final: assemble.Stage, parent_id: Optional[str], stage_id: Optional[str], sources: dict,
+                 epoch: int) -> str:
+    """What an assembled image is made from: its parent, its install stage (Docker's id for it, a
+    cache hit when its inputs are unchanged), its final stage and the context files that stage copies."""
+    copied = {}
+    for ins in final.instructions:
+        if ins.keyword in ("ADD", "COPY") and "--from=" not in ins.value:
+            for src in ins.value.split()[:-1]:
+                name = src.strip("/")
+                for n, (data, mode) in sources.items():
+                    if n == name or n.startswith(name + "/"):
+                        copied[n] = [mode, data_sha256(data)]
+    text = json.dumps({"parent": parent_id, "stage": stage_id, "final": [str(i) for i in final.instructions],
+                       "files": copied, "epoch": epoch, "assembly": ASSEMBLY_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+ASSEMBLY_VERSION = 1   # bump when assemble.py changes what it writes: old keys then no longer match
+
+
+def data_sha256(data: assemble.Data) -> str:
+    return hashlib.sha256(data.data).hexdigest() if data.data is not None else fetch.sha256_of(data.path)
+
+
+def assemble_and_load(client, layer: Layer, final: assemble.Stage, parent: assemble.Image, sources: dict,
+                      stage_id: Optional[str]) -> assemble.Image:
+    scratch = cache.scratch()
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(docker_api.Tree(client, stage_id, scratch)) if stage_id else None
+        made = assemble.assemble(final, parent, assemble.Sources(sources, tree.export if tree else None), scratch)
+        try:
+            with tempfile.TemporaryFile(dir=scratch) as archive:
+                assemble.write_archive(made, [layer.image], archive)
+                archive.seek(0)
+                docker_api.load(client, archive, made.image.id, layer.image)
+        finally:
+            for _, path in made.layers:
+                if path.parent == scratch:
+                    path.unlink(missing_ok=True)
+    return made.image
+
+
+def replayed(final: assemble.Stage, parent: assemble.Image, found) -> Optional[assemble.Image]:
+    """The config of an image already in the daemon, known again from its final stage; None when that
+    does not give its id (it was made by other Dockerfiles, or by Docker's builder)."""
+    try:
+        image = assemble.replay(final, parent, found.attrs["RootFS"]["Layers"])
+    except BuildError:
+        return None
+    return image if image.id == found.id else None
+
+
+def known(m: Matrix, layer: Layer, root: Path, existing, images: dict) -> Optional[assemble.Image]:
+    """A layer that is not rebuilt (a base whose inputs are unchanged), known again for its children."""
+    parent = images[layer.parent.image] if layer.parent else \
+        assemble.Image(layer.arch.platform, m.bases[layer.base].source_date_epoch)
+    text = dockerfile_with_labels(root / layer.dockerfile, labels.at_build(m, layer, root)).decode("utf-8")
+    return replayed(assemble.parse(text)[-1], parent, existing)
 
 
 def record(result: Result) -> None:
@@ -136,13 +225,14 @@ def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cach
     fetch_inputs(m, layers, root)
     client = docker_api.client()
     results: dict[str, Result] = {}
+    images: dict[str, assemble.Image] = {}   # the chain's assembled configs, parents first
     for layer in layers:
         parent = results.get(layer.parent.image) if layer.parent else None
         if parent and parent.status in ("failed", "skipped"):
             results[layer.image] = Result(layer, "skipped", error=f"{layer.parent.image} {parent.status}")
             continue
         try:
-            results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose)
+            results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose, images)
         except BundleError as exc:
             ui.error(exc.message, exc.hint)
             results[layer.image] = Result(layer, "failed", error=exc.message.splitlines()[0])

@@ -52,6 +52,12 @@ class BuildContext:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def sources(self) -> dict:
+        """{name: (assemble.Data, mode)}: the context as the image assembly reads it."""
+        from .assemble import Data
+        return {name: (Data(data=e.source) if isinstance(e.source, bytes) else Data(path=e.source),
+                       0o755 if e.executable else 0o644) for name, e in self._entries.items()}
+
     def _info(self, name: str, size: int, kind=tarfile.REGTYPE, mode=0o644) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
         info.size, info.type, info.mode, info.mtime = size, kind, mode, self.mtime

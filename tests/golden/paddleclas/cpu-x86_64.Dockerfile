@@ -8,12 +8,19 @@ FROM testns/paddle:3.0.0-cpu-x86_64 AS install
 ENV SOURCE_DATE_EPOCH=1234567890
 COPY lock.txt /tmp/kunlun/lock.txt
 COPY wheels/ /tmp/kunlun/wheels/
-RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check \
+RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-pip-version-check --no-compile \
         --target /opt/kunlun/suites/paddleclas --find-links /tmp/kunlun/wheels -r /tmp/kunlun/lock.txt
+# Bytecode compiled here, in place and after the patches: pip --target compiles in a temporary
+# directory whose random name the .pyc files would record. Checked-hash .pyc (SOURCE_DATE_EPOCH); like
+# pip, a file that does not compile (vendored code for another Python) is left as source.
+RUN (python3 -m compileall -q -j 0 --invalidation-mode checked-hash /opt/kunlun/suites/paddleclas > /dev/null || true) \
+ && echo "/opt/kunlun/suites/paddleclas" > /opt/kunlun/venv/lib/python3.13/site-packages/kunlun-suite-paddleclas.pth
 
+# The image: only COPY, ENV, LABEL, USER, WORKDIR and ENTRYPOINT from here, which the bundle applies
+# itself, byte for byte the same every build (kunlun_bundle/images/assemble.py); commands run above.
 FROM testns/paddle:3.0.0-cpu-x86_64
 COPY --from=install /opt/kunlun/suites/paddleclas /opt/kunlun/suites/paddleclas
-RUN echo "/opt/kunlun/suites/paddleclas" > /opt/kunlun/venv/lib/python3.13/site-packages/kunlun-suite-paddleclas.pth
+COPY --from=install /opt/kunlun/venv/lib/python3.13/site-packages/kunlun-suite-paddleclas.pth /opt/kunlun/venv/lib/python3.13/site-packages/
 ENV PATH=/opt/kunlun/suites/paddleclas/bin:$PATH
 LABEL org.opencontainers.image.title="paddleclas 2.5.0 on Paddle 3.0.0 cpu (x86_64)" \
       org.opencontainers.image.version="2.5.0-paddle3.0.0-cpu-x86_64" \
