@@ -61,7 +61,15 @@ def _dirs(p: argparse.ArgumentParser, data: str, output: str) -> None:
     p.add_argument("--output", metavar="DIR", help=output)
 
 
-def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argparse.ArgumentParser:
+def _vocab(p: argparse.ArgumentParser) -> None:
+    """Language models: the tokenizer's vocabulary (recipe Tokenizer.vocab_file)."""
+    p.add_argument("--vocab", metavar="FILE", help="a WordPiece vocab.txt to tokenize with, e.g. the one published "
+                   "with the --pretrained weights (a relative path is also looked for under --data). Default: "
+                   "the checkpoint's or exported model's own, else one built from the training text")
+
+
+def parser(model: str, data_help: str, synthetic: str, names: list[str],
+           vocabulary: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"docker run kunlun/{model}",
         description=f"Train, evaluate, export and predict with {model}, the way its suite trains it. Without "
@@ -120,6 +128,9 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str]) -> argp
     predict.add_argument("--labels", metavar="FILE", help="label names: '<id> <name>' or one name per line")
     predict.add_argument("--topk", type=int, default=None, metavar="K", help="how many classes to show")
     predict.add_argument("--save", metavar="FILE", help="also write the results as JSON lines")
+    if vocabulary:
+        for command in (train, evaluate, export, predict):
+            _vocab(command)
     return p
 
 
@@ -155,7 +166,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     found = recipes.load(recipe_path) if os.path.exists(recipe_path) else None
     names = list(found.recipes) if found else ["default"]
     spec = task_spec((found.bundle if found else {}).get("task", "classification"))
-    args = parser(model, spec.data_help, spec.synthetic, names).parse_args(split_command(argv))
+    args = parser(model, spec.data_help, spec.synthetic, names, spec.vocabulary).parse_args(split_command(argv))
     if args.recipe_file != recipe_path or found is None:
         found = recipes.load(args.recipe_file)
     _defaults(args)
@@ -168,6 +179,8 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     smoke = getattr(args, "data", None) is None and args.command in ("train", "eval") and bool(found.smoke)
     effective = recipes.merge(upstream, found.smoke) if smoke else upstream
     effective = recipes.override(effective, args.override)
+    if getattr(args, "vocab", None):
+        effective.setdefault("Tokenizer", {})["vocab_file"] = args.vocab
     effective["Bundle"] = {**found.bundle, "recipe": args.recipe_name}
     args.recipe_view = {"recipe": args.recipe_name, "upstream": upstream, "smoke": found.smoke or None,
                         "smoke_applied": smoke, "effective": effective}

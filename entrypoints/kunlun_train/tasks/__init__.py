@@ -133,6 +133,7 @@ class Spec:
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
     engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
+    vocabulary: bool = False     # tokenizes text: the commands take --vocab FILE (recipe Tokenizer.vocab_file)
 
 
 TASKS = {
@@ -153,11 +154,11 @@ TASKS = {
         max_threads=1, synthetic="episodes of its environment"),   # a 128-unit Q network: measured 2-3x faster on one thread than on two
     "language-model": Spec(
         "language",
-        "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows) or train.jsonl "
-        "('{\"text\": ..., \"label\": ...}' lines) for text-classification fine-tuning; the vocabulary is built "
-        "from it",
-        {"DataLoader": {"train_file": "auto"}},
-        synthetic="masked-LM + next-sentence pretraining on random token ids"),
+        "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows; ChnSentiCorp's "
+        "'label<TAB>text_a' too) or train.jsonl ('{\"text\": ..., \"label\": ...}' lines) for text-classification "
+        "fine-tuning, and dev.tsv / dev.jsonl for its accuracy; the vocabulary is --vocab FILE or built from it",
+        {"DataLoader": {"train_file": "auto", "dev_file": "auto"}},
+        synthetic="masked-LM + next-sentence pretraining on random token ids", engine=True, vocabulary=True),
     "detection": Spec(
         "detection",
         "a VOC directory (roadsign style): train.txt with '<image> <annotation.xml>' lines, "
