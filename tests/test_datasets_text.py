@@ -5,6 +5,7 @@ kind of bad layout names the file (and line). Also the paddlenlp suite's lock: i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,19 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "train.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe bad\t1\n")
     with pytest.raises(TrainError, match=r"train.tsv: not UTF-8 text"):
         text.text_classification(tmp_path, "auto", 2)
+
+
+@pytest.mark.skipif(os.getuid() == 0, reason="root reads any file")
+def test_an_unreadable_dataset_says_so(sst):
+    (sst / "train.tsv").chmod(0)
+    with pytest.raises(TrainError, match=r"train.tsv: permission denied .* chmod -R a\+rX DIR"):
+        text.text_classification(sst, "auto", 2)
+    sst.chmod(0o300)   # not listable nor searchable... writable only
+    try:
+        with pytest.raises(TrainError, match=r"sst2: permission denied"):
+            text.text_classification(sst, "auto", 2)
+    finally:
+        sst.chmod(0o755)
 
 
 # --- the validation split, ChnSentiCorp's columns, predict's sentence files ------------------------

@@ -67,6 +67,7 @@ def learnable(root: Path, train: int = 128, dev: int = 64, seed: int = 7) -> Pat
     """train.tsv and dev.tsv (SST-2 layout) of keyword sentences, label_list.txt with the label names,
     and sentences.txt: a few unlabelled sentences, one a line, for `predict`."""
     rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
     write_tsv(root / "train.tsv", keyword_sentences(train, rng))
     write_tsv(root / "dev.tsv", keyword_sentences(dev, rng))
     (root / "label_list.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(LABEL_NAMES)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +45,26 @@ class TextDataset:
         return "TSV" if self.path.suffix in (".tsv", ".txt") else "JSON lines"
 
 
+def _unreadable(path: Path) -> TrainError:
+    return TrainError(f"{path}: permission denied for this process (uid {os.getuid()}: in the image, the user "
+                      "kunlun); make the dataset readable to all (chmod -R a+rX DIR)")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except PermissionError:   # the directory itself cannot be searched
+        raise _unreadable(path.parent) from None
+
+
 def find_train_file(root: Path, train_file: str) -> Path:
     if train_file and train_file != "auto":
         path = root / train_file
-        if not path.is_file():
+        if not _is_file(path):
             raise TrainError(f"{path}: missing; expected {FORMAT_HELP} (set with -o DataLoader.train_file=NAME)")
         return path
     for name in DEFAULT_FILES:
-        if (root / name).is_file():
+        if _is_file(root / name):
             return root / name
     raise TrainError(f"{root}: no {', '.join(DEFAULT_FILES)}; expected {FORMAT_HELP}")
 
@@ -63,11 +76,11 @@ def find_dev_file(root: Path, dev_file: str | None) -> Path | None:
         return None
     if dev_file != "auto":
         path = root / dev_file
-        if not path.is_file():
+        if not _is_file(path):
             raise TrainError(f"{path}: missing; expected the validation split in the training file's format "
                              "(set with -o DataLoader.dev_file=NAME, or -o DataLoader.dev_file=null for none)")
         return path
-    return next((root / name for name in DEV_FILES if (root / name).is_file()), None)
+    return next((root / name for name in DEV_FILES if _is_file(root / name)), None)
 
 
 def _rows(path: Path):
@@ -76,6 +89,8 @@ def _rows(path: Path):
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise TrainError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except PermissionError:
+        raise _unreadable(path) from None
     for n, raw in enumerate(text.splitlines(), 1):
         if raw.strip():
             yield n, raw.rstrip("\r\n")
@@ -239,6 +254,8 @@ def read_vocab(path: str | Path, flag: str = "--vocab") -> list[str]:
         tokens = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise TrainError(f"{flag} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except PermissionError:
+        raise _unreadable(path) from None
     tokens = [t.rstrip("\r") for t in tokens]
     while tokens and not tokens[-1].strip():
         tokens.pop()
