@@ -1,9 +1,11 @@
-"""Text classification files for BERT / ERNIE fine-tuning (SST-2 TSV, JSON lines): a good layout
-parses, every kind of bad layout names the file (and line). Also the paddlenlp suite's lock: its
+"""Text classification files for BERT / ERNIE fine-tuning (SST-2 TSV, JSON lines, ChnSentiCorp's
+columns; the dev split), predict's sentence files and the vocabulary: a good layout parses, every
+kind of bad layout names the file (and line). Also the paddlenlp suite's lock: its
 `no_deps` packages (jieba has no wheel) are locked as pinned, built by the image's build tools."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -119,6 +121,120 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "train.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe bad\t1\n")
     with pytest.raises(TrainError, match=r"train.tsv: not UTF-8 text"):
         text.text_classification(tmp_path, "auto", 2)
+
+
+@pytest.mark.skipif(os.getuid() == 0, reason="root reads any file")
+def test_an_unreadable_dataset_says_so(sst):
+    (sst / "train.tsv").chmod(0)
+    with pytest.raises(TrainError, match=r"train.tsv: permission denied .* chmod -R a\+rX DIR"):
+        text.text_classification(sst, "auto", 2)
+    sst.chmod(0o300)   # not listable nor searchable... writable only
+    try:
+        with pytest.raises(TrainError, match=r"sst2: permission denied"):
+            text.text_classification(sst, "auto", 2)
+    finally:
+        sst.chmod(0o755)
+
+
+# --- the validation split, ChnSentiCorp's columns, predict's sentence files ------------------------
+
+def test_the_dev_split_is_found_and_read_with_the_training_labels(tmp_path):
+    sample.write_tsv(tmp_path / "train.tsv", [("good", "pos"), ("bad", "neg")])
+    sample.write_tsv(tmp_path / "dev.tsv", [("fine", "pos"), ("awful", "neg"), ("great", "pos")])
+    train = text.text_classification(tmp_path, "auto", 2)
+    dev = text.validation_split(tmp_path, "auto", train)
+    assert dev.path == tmp_path / "dev.tsv" and dev.label_names == ["neg", "pos"]
+    assert [(e.text, e.label) for e in dev.examples] == [("fine", 1), ("awful", 0), ("great", 1)]
+    assert dev.examples[2].where == f"{tmp_path / 'dev.tsv'}:4"
+
+
+def test_no_dev_file_means_no_evaluation_and_a_named_one_must_exist(sst):
+    train = text.text_classification(sst, "auto", 2)
+    assert text.validation_split(sst, "auto", train) is None
+    assert text.validation_split(sst, None, train) is None
+    with pytest.raises(TrainError, match=r"valid.tsv: missing; .*-o DataLoader.dev_file=NAME"):
+        text.validation_split(sst, "valid.tsv", train)
+    sample.write_jsonl(sst / "dev.jsonl")
+    assert text.validation_split(sst, "auto", train).kind == "JSON lines"
+
+
+@pytest.mark.parametrize("rows, error", [
+    ([("fine", "2")], r"dev.tsv:2: label 2 outside 0..1; set the class count with -o Arch.num_classes=N"),
+    ([("fine", "1"), ("meh", "neutral")], r"dev.tsv:3: label 'neutral' is not one of the training labels \(0, 1\)"),
+])
+def test_a_dev_label_the_classifier_does_not_have_is_named(sst, rows, error):
+    sample.write_tsv(sst / "dev.tsv", rows)
+    with pytest.raises(TrainError, match=error):
+        text.validation_split(sst, "auto", text.text_classification(sst, "auto", 2))
+
+
+def test_chnsenticorp_files_name_the_text_column_text_a(tmp_path):
+    """PaddleNLP's ChnSentiCorp: train.tsv `label<TAB>text_a`, dev.tsv `qid<TAB>label<TAB>text_a`."""
+    (tmp_path / "train.tsv").write_text("label\ttext_a\n1\t房间很干净\n0\t服务太差\n", encoding="utf-8")
+    (tmp_path / "dev.tsv").write_text("qid\tlabel\ttext_a\n0\t1\t早餐不错\n", encoding="utf-8")
+    train = text.text_classification(tmp_path, "auto", 2)
+    assert [(e.text, e.label) for e in train.examples] == [("房间很干净", 1), ("服务太差", 0)]
+    assert [(e.text, e.label) for e in text.validation_split(tmp_path, "auto", train).examples] == [("早餐不错", 1)]
+
+
+def test_examples_are_renumbered_to_a_checkpoints_label_names(tmp_path):
+    sample.write_tsv(tmp_path / "train.tsv", [("good", "pos"), ("bad", "neg")])
+    data = text.text_classification(tmp_path, "auto", 2)                    # neg 0, pos 1 (sorted)
+    swapped = text.relabel(data, ["pos", "neg"])
+    assert [e.label for e in swapped.examples] == [0, 1] and swapped.label_names == ["pos", "neg"]
+    assert text.relabel(data, data.label_names) is data
+    with pytest.raises(TrainError, match=r"train.tsv:3: label 'neg' is not one of the training labels \(pos, x\)"):
+        text.relabel(data, ["pos", "x"])
+
+
+def test_predict_reads_sentences_from_tsv_json_lines_or_plain_text(tmp_path):
+    (tmp_path / "test.tsv").write_text("index\tsentence\n0\tit 's a charming journey .\n1\tflat .\n")
+    (tmp_path / "dev.jsonl").write_text('{"text": "good", "label": 1}\n{"text": "no label"}\n')
+    (tmp_path / "lines.txt").write_text("first sentence\n\n  second one  \n")
+    assert text.sentences(tmp_path / "test.tsv") == [(2, "it 's a charming journey ."), (3, "flat .")]
+    assert text.sentences(tmp_path / "dev.jsonl") == [(1, "good"), (2, "no label")]
+    assert text.sentences(tmp_path / "lines.txt") == [(1, "first sentence"), (3, "second one")]
+    (tmp_path / "bad.tsv").write_text("id\tlabel\n0\t1\n")
+    with pytest.raises(TrainError, match=r"bad.tsv:1: expected a header row with 'sentence' \(or 'text', 'text_a'\) column"):
+        text.sentences(tmp_path / "bad.tsv")
+
+
+# --- the vocabulary ------------------------------------------------------------------------------
+
+def test_a_built_vocabulary_spells_every_word_and_keeps_frequent_words_whole():
+    vocab = text.build_vocab(["the cat", "the hat"], str.split, size=100)
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = ["a", "c", "e", "h", "t"]
+    assert vocab[5:15] == chars + [f"##{c}" for c in chars]
+    assert vocab[15:] == ["the", "cat", "hat"]                     # by frequency, then alphabetically
+    assert text.build_vocab(["the cat", "the hat"], str.split, size=8) == vocab[:8]
+
+
+def test_a_mounted_vocabulary_needs_the_special_tokens(tmp_path):
+    good = tmp_path / "vocab.txt"
+    good.write_text("[PAD]\n[unused0]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n##s\n\n")
+    assert text.read_vocab(good) == ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "##s"]
+    (tmp_path / "bad.txt").write_text("[PAD]\n[UNK]\n[CLS]\nthe\n")
+    with pytest.raises(TrainError, match=r"--vocab .*bad.txt: no \[SEP\], \[MASK\] tokens; expected a BERT/ERNIE WordPiece"):
+        text.read_vocab(tmp_path / "bad.txt")
+    with pytest.raises(TrainError, match=r"--vocab .*nope.txt: no such file"):
+        text.read_vocab(tmp_path / "nope.txt")
+
+
+# --- the learnable set the integration test trains on ---------------------------------------------
+
+def test_the_learnable_set_is_balanced_and_one_keyword_decides_each_label(tmp_path):
+    root = sample.learnable(tmp_path / "kw")
+    train = text.text_classification(root, "auto", 2)
+    dev = text.validation_split(root, "auto", train)
+    assert (len(train.examples), len(dev.examples)) == (128, 64)
+    for split in (train, dev):
+        assert sum(e.label for e in split.examples) == len(split.examples) // 2       # chance is 0.5
+        for e in split.examples:
+            keywords = [w for w in e.text.split() if w in sample.POSITIVE + sample.NEGATIVE]
+            assert len(keywords) == 1 and (keywords[0] in sample.POSITIVE) == (e.label == 1)
+    assert {e.text for e in train.examples}.isdisjoint({e.text for e in dev.examples})
+    assert [len(text.sentences(root / "sentences.txt"))] == [4]
 
 
 # --- the suite's lock: packages without their dependencies, sdists built in the image -----------------

@@ -69,6 +69,28 @@ def test_polynomial_decay_over_iterations_as_paddleseg():
     assert plan.lr_at(100) == pytest.approx(0.0)
 
 
+def test_linear_decay_with_a_warmup_proportion_as_paddlenlp_bert_on_glue():
+    """run_glue.py: LinearDecayWithWarmup(2e-5, total, warmup=0.1): up from 0 over the first tenth of
+    the run (floor(0.1 x total) steps), then linearly down to 0 at the end, whatever the run's length."""
+    lr = {"name": "Linear", "learning_rate": 2e-5, "warmup_proportion": 0.1}
+    sst2 = schedule.length({"Global": {"epochs": 3}}, 67349, 32)          # SST-2: 2105 steps an epoch
+    plan = schedule.plan(lr, sst2)
+    assert plan.total_steps == 6315 and plan.warmup_steps == 631
+    assert plan.lr_at(0) == 0.0 and plan.lr_at(631) == pytest.approx(2e-5)
+    assert plan.lr_at(631 + (6315 - 631) // 2) == pytest.approx(1e-5, rel=1e-3)
+    assert plan.lr_at(6314) == pytest.approx(2e-5 / (6315 - 631), rel=1e-6)
+    short = schedule.plan(lr, schedule.length({"Global": {"epochs": 3}}, 67349, 32, run_steps=95))
+    assert short.warmup_steps == 9                                       # floor(9.5): the same fraction of a short run
+    assert schedule.plan({**lr, "warmup_proportion": 0.0}, sst2).warmup_steps == 0   # ERNIE's train.py
+
+
+def test_a_warmup_proportion_is_a_fraction_given_one_way():
+    with pytest.raises(TrainError, match=r"warmup_proportion=1.5: expected a fraction of the run"):
+        schedule.plan({"name": "Linear", "learning_rate": 1e-4, "warmup_proportion": 1.5}, length())
+    with pytest.raises(TrainError, match="give the warm-up one way"):
+        schedule.plan({"name": "Linear", "learning_rate": 1e-4, "warmup_proportion": 0.1, "warmup_steps": 10}, length())
+
+
 def test_a_run_shorter_than_the_warmup_still_reaches_the_base_rate():
     plan = schedule.plan({"name": "Cosine", "learning_rate": 0.1, "warmup_steps": 1000}, length(steps=10))
     assert plan.warmup_steps < 10 and plan.lr_at(plan.warmup_steps) == pytest.approx(0.1)

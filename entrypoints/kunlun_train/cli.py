@@ -64,9 +64,17 @@ def _dirs(p: argparse.ArgumentParser, data: str, output: str) -> None:
     p.add_argument("--output", metavar="DIR", help=output)
 
 
+def _vocab(p: argparse.ArgumentParser) -> None:
+    """Language models: the tokenizer's vocabulary (recipe Tokenizer.vocab_file)."""
+    p.add_argument("--vocab", metavar="FILE", help="a WordPiece vocab.txt to tokenize with, e.g. the one published "
+                   "with the --pretrained weights (a relative path is also looked for under --data). Default: "
+                   "the checkpoint's or exported model's own, else one built from the training text")
+
+
 def parser(model: str, data_help: str, synthetic: str, names: list[str],
-           examples: str | None = None) -> argparse.ArgumentParser:
-    """examples: the task's own --help examples ({model} filled in), instead of the dataset ones."""
+           examples: str | None = None, vocabulary: bool = False) -> argparse.ArgumentParser:
+    """examples: the task's own --help examples ({model} filled in), instead of the dataset ones;
+    vocabulary: the commands take --vocab FILE (tasks that tokenize text)."""
     p = argparse.ArgumentParser(
         prog=f"docker run kunlun/{model}",
         description=f"Train, evaluate, export and predict with {model}, the way its suite trains it. Without "
@@ -138,6 +146,9 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str],
     check = sub.add_parser("check", help=COMMANDS["check"], description=COMMANDS["check"])
     _common(check, names)
     _dirs(check, argparse.SUPPRESS, argparse.SUPPRESS)
+    if vocabulary:
+        for command in (train, evaluate, export, predict):
+            _vocab(command)
     return p
 
 
@@ -173,7 +184,8 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     found = recipes.load(recipe_path) if os.path.exists(recipe_path) else None
     names = list(found.recipes) if found else ["default"]
     spec = task_spec((found.bundle if found else {}).get("task", "classification"))
-    args = parser(model, spec.data_help, spec.synthetic, names, spec.examples).parse_args(split_command(argv))
+    args = parser(model, spec.data_help, spec.synthetic, names, spec.examples, spec.vocabulary) \
+        .parse_args(split_command(argv))
     if args.recipe_file != recipe_path or found is None:
         found = recipes.load(args.recipe_file)
     _defaults(args)
@@ -186,6 +198,8 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     smoke = getattr(args, "data", None) is None and args.command in ("train", "eval") and bool(found.smoke)
     effective = recipes.merge(upstream, found.smoke) if smoke else upstream
     effective = recipes.override(effective, args.override)
+    if getattr(args, "vocab", None):
+        effective.setdefault("Tokenizer", {})["vocab_file"] = args.vocab
     effective["Bundle"] = {**found.bundle, "recipe": args.recipe_name}
     args.recipe_view = {"recipe": args.recipe_name, "upstream": upstream, "smoke": found.smoke or None,
                         "smoke_applied": smoke, "effective": effective}

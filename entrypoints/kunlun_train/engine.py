@@ -221,6 +221,8 @@ class Engine:
     # --- model -----------------------------------------------------------------------------------
     def model(self, weights: str | None = None, strict: bool = False):
         paddle.seed(int(self.recipe["Global"].get("seed", 0)))   # the same initial weights on every rank
+        if weights and Path(weights).is_dir():
+            self.task.load_extra(Path(weights))   # what the weights need beside them (a vocabulary), before the build
         model = self.task.build_model()
         if weights:
             state, file = load_weights(weights)
@@ -458,6 +460,7 @@ class Engine:
         directory.mkdir(parents=True, exist_ok=True)
         model.eval()
         paddle.jit.save(self.task.export_layer(model), str(directory / "inference"), input_spec=self.task.input_spec())
+        self.task.save_extra(directory)   # what prediction needs beside the model (a vocabulary)
         config = {"Global": {"model": self.model_name, "task": self.recipe.get("Bundle", {}).get("task"),
                              "paddle": paddle.__version__}, **self.task.inference_config()}
         # JSON is YAML: PaddleClas's deploy tools and yaml.safe_load read it as their config.

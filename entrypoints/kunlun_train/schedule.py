@@ -95,7 +95,7 @@ def length(recipe: dict, samples: int, global_batch: int, run_steps: int | None 
 def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
     """The recipe's Optimizer.lr section (PaddleClas names: Piecewise with decay_epochs and values,
     Cosine, Polynomial with power, Linear; warmup_epoch or warmup_steps with warmup_start_lr or
-    warmup_start_factor) fitted to this run. With `reference_batch` (the global batch the rates were
+    warmup_start_factor, or PaddleNLP's warmup_proportion of the run) fitted to this run. With `reference_batch` (the global batch the rates were
     tuned for, e.g. 4 cards x 64), every rate is scaled by global_batch / reference_batch, the linear
     scaling rule the suites' docs give for runs on fewer or more cards."""
     name = lr.get("name", "Constant")
@@ -121,6 +121,16 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
         return [min(total, int(round(n * size.scale))) for n in nominal]
 
     warmup = (at("warmup_epoch", "warmup_steps") or [0])[0]
+    if lr.get("warmup_proportion") is not None:
+        # PaddleNLP's LinearDecayWithWarmup(warmup=0.1): a fraction of the run's steps, floor(0.1 x total).
+        if lr.get("warmup_epoch") is not None or lr.get("warmup_steps") is not None:
+            raise TrainError("Optimizer.lr.warmup_proportion: give the warm-up one way, not also warmup_epoch or "
+                             "warmup_steps")
+        fraction = float(lr["warmup_proportion"])
+        if not 0 <= fraction < 1:
+            raise TrainError(f"Optimizer.lr.warmup_proportion={lr['warmup_proportion']}: expected a fraction of the "
+                             "run, 0 <= p < 1 (BERT on GLUE: 0.1)")
+        warmup = int(math.floor(fraction * total))
     if warmup >= total and warmup > 0:
         warmup = max(0, total - 1)   # a run shorter than the warm-up still reaches the base rate
     start = float(lr["warmup_start_lr"]) * k if "warmup_start_lr" in lr else base * float(lr.get("warmup_start_factor", 0.0))

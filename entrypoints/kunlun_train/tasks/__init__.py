@@ -156,6 +156,7 @@ class Spec:
     # datasets/<module>.check(recipe, data, command): the mounted dataset parsed before Paddle is imported
     data_check: str | None = None
     examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
+    vocabulary: bool = False     # tokenizes text: the commands take --vocab FILE (recipe Tokenizer.vocab_file)
 
 
 TASKS = {
@@ -187,11 +188,11 @@ TASKS = {
             "`docker run kunlun/{model} COMMAND --help` explains a command.")),
     "language-model": Spec(
         "language",
-        "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows) or train.jsonl "
-        "('{\"text\": ..., \"label\": ...}' lines) for text-classification fine-tuning; the vocabulary is built "
-        "from it",
-        {"DataLoader": {"train_file": "auto"}},
-        synthetic="masked-LM + next-sentence pretraining on random token ids"),
+        "a directory with train.tsv (SST-2 style: a header 'sentence<TAB>label', then rows; ChnSentiCorp's "
+        "'label<TAB>text_a' too) or train.jsonl ('{\"text\": ..., \"label\": ...}' lines) for text-classification "
+        "fine-tuning, and dev.tsv / dev.jsonl for its accuracy; the vocabulary is --vocab FILE or built from it",
+        {"DataLoader": {"train_file": "auto", "dev_file": "auto"}},
+        synthetic="masked-LM + next-sentence pretraining on random token ids", engine=True, vocabulary=True),
     "detection": Spec(
         "detection",
         "a VOC directory (roadsign style): train.txt with '<image> <annotation.xml>' lines, "
