@@ -8,12 +8,13 @@ import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from invoke import Exit, task
 
 from kunlun_bundle import host, images, matrix, naming, overview, publishing, training, ui
-from kunlun_bundle.errors import BundleError
+from kunlun_bundle.errors import BundleError, ReproError
 from kunlun_bundle.images import chain
 
 ROOT = Path(__file__).resolve().parent
@@ -125,6 +126,27 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
     m = matrix.load(MATRIX)
     results = images.build.build(m, _cells(m, arch, model or [], flavour), ROOT, no_cache=no_cache, verbose=verbose)
     images.build.summarise(results)
+
+
+@bundle_task(iterable=["model"],
+             help={"model": "Model whose chain to check (repeatable; default: resnet50).",
+                   "arch": "Arch (default: native).",
+                   "flavour": "Device flavour (default: cpu).",
+                   "against_built": "Build once from scratch and compare with the chain as built (`invoke build`); "
+                                    "default: build twice from scratch."})
+def repro(c, model=None, arch=None, flavour=None, against_built=False):
+    """Build the chain from scratch and compare image by image; a difference names the layer and files."""
+    m = matrix.load(MATRIX)
+    layers = _cells(m, arch, model or ["resnet50"], flavour)
+    started = time.monotonic()
+    differences = images.repro.run(m, layers, ROOT, against_built=against_built)
+    ids = {layer.cell: layer.image for layer in chain.unique_layers(layers)}
+    if differences:
+        for d in differences:
+            ui.error(d.describe())
+        raise ReproError(f"{len(differences)} of {len(ids)} image(s) differ between the builds",
+                         hint="the files named above are written differently each build: normalise them in the template")
+    ui.info(f"reproducible: {len(ids)} image(s) identical ({', '.join(ids)}) in {ui.seconds(time.monotonic() - started)}")
 
 
 @bundle_task(help={"model": "The model to train, e.g. resnet50.",

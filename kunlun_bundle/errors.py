@@ -63,3 +63,8 @@ class RegistryAuthError(PublishError):
 class TagConflictError(PublishError):
     """An immutable tag in the registry already names a different image (overwrite with --force)."""
     exit_code = 11
+
+
+class ReproError(BundleError):
+    """Two builds of the same inputs gave different images (or the check could not run)."""
+    exit_code = 12

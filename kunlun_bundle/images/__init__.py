@@ -8,6 +8,8 @@
   fetch     downloading and verifying the locked wheels and runtime archives into the cache
   context   reproducible build-context tarballs
   rootfs    bootstrapping the Debian rootfs of a base with mmdebstrap
-  build     building the chain with the network off, progress and a summary
+  assemble  the image itself from the Dockerfile's final stage, deterministically (same inputs, same id)
+  build     building the chain: install stages by Docker (network off), images assembled; a summary
+  repro     `invoke repro`: build from scratch again and compare, naming the layer and file that differ
 """
-from . import build, chain, context, fetch, kinds, labels, lock, render, rootfs  # noqa: F401
+from . import assemble, build, chain, context, fetch, kinds, labels, lock, render, repro, rootfs  # noqa: F401

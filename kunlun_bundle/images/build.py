@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def dockerfile_with_labels(path: Path, build_labels: dict[str, str]) -> bytes:
 
 
 def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: bool, verbose: bool,
-                images: dict) -> Result:
+                images: dict, keep: Optional[Path] = None) -> Result:
     """Docker runs the install stage (if the Dockerfile has one); the image itself is assembled
     (assemble.py): the same inputs give the same image id, and a rebuild with the same inputs finds
     the image it made before. `images` carries the chain's assembled configs from parent to child."""
@@ -120,13 +121,12 @@ def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: b
             found.tag(*layer.image.rsplit(":", 1))
         else:
             found = None
-            image = assemble_and_load(client, layer, final, parent_image, sources, stage_id)
+            image = assemble_and_load(client, layer, final, parent_image, sources, stage_id, keep)
             made.write_text(image.id + "\n")
     images[layer.image] = image
     built = client.images.get(layer.image)
     layer.kind.built(m, layer, built)
-    cached = found is not None or (existing is not None and existing.id == built.id)
-    result = Result(layer, "cached" if cached else "built", time.monotonic() - start, built.attrs["Size"])
+    result = Result(layer, "cached" if found is not None else "built", time.monotonic() - start, built.attrs["Size"])
     if result.status == "built":
         record(result)
     return result
@@ -157,7 +157,9 @@ def data_sha256(data: assemble.Data) -> str:
 
 
 def assemble_and_load(client, layer: Layer, final: assemble.Stage, parent: assemble.Image, sources: dict,
-                      stage_id: Optional[str]) -> assemble.Image:
+                      stage_id: Optional[str], keep: Optional[Path] = None) -> assemble.Image:
+    """Assemble the final stage and load the image; `keep`: a directory where the new layer tars are
+    kept (named <diff id>.layer.tar), for `invoke repro` to compare."""
     scratch = cache.scratch()
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(docker_api.Tree(client, stage_id, scratch)) if stage_id else None
@@ -168,8 +170,14 @@ def assemble_and_load(client, layer: Layer, final: assemble.Stage, parent: assem
                 archive.seek(0)
                 docker_api.load(client, archive, made.image.id, layer.image)
         finally:
-            for _, path in made.layers:
-                if path.parent == scratch:
+            for diff, path in made.layers:
+                if keep is not None:
+                    kept = keep / f"{diff.split(':')[1]}.layer.tar"
+                    if path.parent == scratch:
+                        path.replace(kept)
+                    else:
+                        shutil.copyfile(path, kept)
+                elif path.parent == scratch:
                     path.unlink(missing_ok=True)
     return made.image
 
@@ -216,7 +224,7 @@ def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Pa
 
 
 def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cache: bool = False,
-                 verbose: bool = False) -> dict[str, Result]:
+                 verbose: bool = False, keep: Optional[Path] = None) -> dict[str, Result]:
     """Build the given layers (parents first) and return their results by image."""
     check_inputs(m, layers, root)
     native = m.arch_registry.native()
@@ -232,7 +240,7 @@ def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cach
             results[layer.image] = Result(layer, "skipped", error=f"{layer.parent.image} {parent.status}")
             continue
         try:
-            results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose, images)
+            results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose, images, keep)
         except BundleError as exc:
             ui.error(exc.message, exc.hint)
             results[layer.image] = Result(layer, "failed", error=exc.message.splitlines()[0])
