@@ -94,7 +94,7 @@ def test_the_same_inputs_give_the_same_bytes_and_image_id(tmp_path):
     assert len(ids) == 1 and len(layers) == 1
 
 
-def daemon_tar(tmp_path, entries) -> "Path":
+def daemon_tar(tmp_path, entries):
     """A tar as the daemon's get_archive returns it: the source's basename as the top entry."""
     path = tmp_path / "from-stage.tar"
     with tarfile.open(path, "w") as tar:
