@@ -133,13 +133,15 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
                    "arch": "Arch (default: native).",
                    "flavour": "Device flavour (default: cpu).",
                    "against_built": "Build once from scratch and compare with the chain as built (`invoke build`); "
-                                    "default: build twice from scratch."})
-def repro(c, model=None, arch=None, flavour=None, against_built=False):
+                                    "default: build twice from scratch.",
+                   "start": "The lowest layer built again: base (default: the whole chain), paddle, suite or model; "
+                            "the layers below are taken as built."})
+def repro(c, model=None, arch=None, flavour=None, against_built=False, start="base"):
     """Build the chain from scratch and compare image by image; a difference names the layer and files."""
     m = matrix.load(MATRIX)
     layers = _cells(m, arch, model or ["resnet50"], flavour)
     started = time.monotonic()
-    differences = images.repro.run(m, layers, ROOT, against_built=against_built)
+    differences = images.repro.run(m, layers, ROOT, against_built=against_built, start=start)
     ids = {layer.cell: layer.image for layer in chain.unique_layers(layers)}
     if differences:
         for d in differences:

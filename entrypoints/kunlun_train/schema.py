@@ -60,6 +60,17 @@ class Key:
         return text + (" (or null)" if self.null else "")
 
 
+@dataclass(frozen=True)
+class Either(Key):
+    """One of several forms, e.g. a square size (64) or width and height ([1024, 512])."""
+    forms: tuple = ()
+
+    def problem(self, value: Any) -> str | None:
+        if any(form.problem(value) is None for form in self.forms):
+            return None
+        return f"expected {' or '.join(form.describe() for form in self.forms)}, got {value!r}"
+
+
 def _is(value: Any, kind: str) -> bool:
     if kind == "any":
         return True
@@ -109,6 +120,8 @@ def common(**sections) -> Section:
     return section(Bundle=section(open=True), Optimizer=OPTIMIZER, **sections)
 
 
+SIZE = Either("any", forms=(Key("int", min=32), Key("list", items="int", length=2)))
+
 SCHEMAS: dict[str, Section] = {
     "classification": common(
         Global=section(**GLOBAL, image_size=Key("int", min=32), synthetic_samples=POSITIVE),
@@ -120,6 +133,36 @@ SCHEMAS: dict[str, Section] = {
         Eval=section(crop_ratio=Key("float", min=0.01, max=1)),
         Normalize=section(mean=Key("list", items="float", length=3), std=Key("list", items="float", length=3)),
         Metric=section(topk=Key("list", items="int"))),
+    "segmentation": common(
+        Global=section(**GLOBAL, image_size=SIZE, synthetic_samples=POSITIVE, eval_every=Key("int", min=1, null=True)),
+        # PaddleSeg's constructors take the rest of Arch and Arch.backbone as they are
+        Arch=section(open=True, name=Key("str"), num_classes=Key("int", min=1, max=254),
+                     backbone=section(open=True, name=Key("str"))),
+        Loss=section(open=True, name=Key("str"), coef=Key("list", items="float")),
+        DataLoader=section(**DATALOADER, train_list=Key("str"), val_list=Key("str", null=True)),
+        Train=section(transforms=section(open=True)),
+        Eval=section(open=True),
+        Normalize=section(mean=Key("list", items="float", length=3), std=Key("list", items="float", length=3))),
+    "language-model": common(
+        Global=section(**GLOBAL, synthetic_samples=POSITIVE, objective=Key("str", choices=("classification", "pretraining"))),
+        Arch=section(name=Key("str", choices=("bert", "ernie")), config=Key("str"), num_classes=Key("int", min=2),
+                     num_hidden_layers=Key("int", min=1, null=True), hidden_size=Key("int", min=1, null=True),
+                     num_attention_heads=Key("int", min=1, null=True), intermediate_size=Key("int", min=1, null=True),
+                     vocab_size=Key("int", min=8, null=True)),
+        Tokenizer=section(vocab_file=Key("str", null=True), do_lower_case=Key("bool")),
+        DataLoader=section(**DATALOADER, max_seq_len=Key("int", min=8, max=4096), train_file=Key("str"),
+                           dev_file=Key("str", null=True)),
+        Pretrain=section(mask_prob=Key("float", min=0, max=1), max_predictions=POSITIVE)),
+    "reinforcement-learning": common(
+        Global=section(**GLOBAL, env=Key("str"), env_steps=POSITIVE, epoch_steps=POSITIVE),
+        Arch=section(name=Key("str"), hidden_size=POSITIVE),
+        DataLoader=section(**DATALOADER),
+        Replay=section(memory_size=POSITIVE, warmup_size=Key("int", min=0)),
+        Algorithm=section(name=Key("str", choices=("DQN",)), gamma=Key("float", min=0, max=1),
+                          target_update_steps=POSITIVE, e_greed=Key("float", min=0, max=1),
+                          e_greed_decrement=Key("float", min=0), e_greed_min=Key("float", min=0, max=1),
+                          e_greed_noise=Key("float", min=0, max=1)),
+        Eval=section(env=Key("str"), episodes=POSITIVE, seed=Key("int", min=0), every_episodes=Key("int", min=0))),
 }
 
 

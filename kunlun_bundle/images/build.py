@@ -192,6 +192,10 @@ def replayed(final: assemble.Stage, parent: assemble.Image, found) -> Optional[a
     return image if image.id == found.id else None
 
 
+def _unknown(layer: Layer):
+    raise BuildError(f"{layer.image} was not assembled from the current Dockerfiles", hint="rebuild it with `invoke build`")
+
+
 def known(m: Matrix, layer: Layer, root: Path, existing, images: dict) -> Optional[assemble.Image]:
     """A layer that is not rebuilt (a base whose inputs are unchanged), known again for its children."""
     parent = images[layer.parent.image] if layer.parent else \
@@ -224,8 +228,10 @@ def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Pa
 
 
 def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cache: bool = False,
-                 verbose: bool = False, keep: Optional[Path] = None) -> dict[str, Result]:
-    """Build the given layers (parents first) and return their results by image."""
+                 verbose: bool = False, keep: Optional[Path] = None, given: Optional[set[str]] = None
+                 ) -> dict[str, Result]:
+    """Build the given layers (parents first) and return their results by image. `given`: images
+    taken as they are (already built, tagged under their names), not built again (`invoke repro --start`)."""
     check_inputs(m, layers, root)
     native = m.arch_registry.native()
     for arch in {layer.arch for layer in layers}:
@@ -238,6 +244,11 @@ def build_layers(m: Matrix, layers: list[Layer], root: Path = Path("."), no_cach
         parent = results.get(layer.parent.image) if layer.parent else None
         if parent and parent.status in ("failed", "skipped"):
             results[layer.image] = Result(layer, "skipped", error=f"{layer.parent.image} {parent.status}")
+            continue
+        if layer.image in (given or ()):
+            existing = docker_api.image(client, layer.image, missing=BuildError(f"{layer.image} is not built"))
+            images[layer.image] = known(m, layer, root, existing, images) or _unknown(layer)
+            results[layer.image] = Result(layer, "cached", 0.0, existing.attrs["Size"])
             continue
         try:
             results[layer.image] = build_layer(client, m, layer, root, native, no_cache, verbose, images, keep)

@@ -28,6 +28,7 @@ from ..errors import BuildError, ReproError
 from ..host import cache
 from ..matrix import Matrix
 from . import build, chain
+from .kinds import KINDS
 
 SHARED = ("wheels", "downloads", "debs")   # inputs a pass reads from the real cache: hash-checked, never built
 
@@ -45,6 +46,7 @@ class Difference:
     image_a: str
     image_b: str
     layer: Optional[int] = None              # index of the first differing layer
+    step: str = ""                           # the instruction that made it
     entries: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -52,7 +54,13 @@ class Difference:
         if self.layer is None:
             return head + " (the same layers: the image config differs)"
         shown = self.entries[:25] + ([f"... and {len(self.entries) - 25} more"] if len(self.entries) > 25 else [])
-        return head + f"; layer {self.layer + 1} differs:\n    " + "\n    ".join(shown)
+        return head + f"; its layer {self.layer + 1} ({self.step}) differs:\n    " + "\n    ".join(shown)
+
+
+def layer_steps(client, image_id: str) -> list[str]:
+    """The instruction behind each layer of an assembled image, bottom first (from its history)."""
+    entries = reversed(client.images.get(image_id).history())
+    return [e["CreatedBy"] for e in entries if e.get("CreatedBy", "").startswith(("ADD ", "COPY "))]
 
 
 @contextlib.contextmanager
@@ -74,14 +82,22 @@ def own_cache(keep: Path):
                 os.environ["KUNLUN_CACHE"] = previous
 
 
-def build_pass(m: Matrix, model_layers: list, root: Path, name: str, keep: Path) -> Pass:
-    """One from-scratch build of the chains, in namespace `<namespace>repro-<name>`."""
+def build_pass(m: Matrix, model_layers: list, root: Path, name: str, keep: Path, start: str = "base") -> Pass:
+    """One from-scratch build of the chains, in namespace `<namespace>repro-<name>`. Layers below the
+    `start` kind are taken as built (`invoke build` made them) and only tagged into the namespace."""
     namespaced = m.model_copy(update={"namespace_override": f"{m.namespace}repro-{name}"})
     layers = chain.unique_layers([chain.model_layer(namespaced, top.name, top.flavour, top.arch) for top in model_layers])
+    kinds = [str(k) for k in KINDS]
+    below = {layer.image for layer in layers if kinds.index(str(layer.kind)) < kinds.index(start)}
+    client = docker_api.client()
+    for original, layer in zip(chain.unique_layers(model_layers), layers):
+        if layer.image in below:
+            docker_api.image(client, original.image, missing=ReproError(
+                f"{original.image} is not built", hint="run `invoke build` first, or start lower")).tag(*layer.image.rsplit(":", 1))
     done = Pass(name)
-    with ui.step(f"repro pass {name}: build {len(layers)} layer(s) from scratch"), own_cache(keep):
-        results = build.build_layers(namespaced, layers, root, no_cache=True, keep=keep)
-    failed = [r for r in results.values() if r.status != "built"]
+    with ui.step(f"repro pass {name}: build {len(layers) - len(below)} layer(s) from scratch"), own_cache(keep):
+        results = build.build_layers(namespaced, layers, root, no_cache=True, keep=keep, given=below)
+    failed = [r for r in results.values() if r.status != "built" and r.layer.image not in below]
     if failed:
         raise BuildError(f"repro pass {name}: {failed[0].layer.image} {failed[0].status}: {failed[0].error or ''}")
     client = docker_api.client()
@@ -173,6 +189,8 @@ def compare(a: Pass, b: Pass, into: Path) -> list[Difference]:
         for i, (da, db) in enumerate(zip(layers_a, layers_b)):
             if da != db:
                 diff.layer = i
+                steps = layer_steps(client, id_b)
+                diff.step = steps[i] if i < len(steps) else "?"
                 diff.entries = compare_layers(layer_tar(client, id_a, da, into, known),
                                               layer_tar(client, id_b, db, into, known))
                 break
@@ -185,14 +203,17 @@ def compare(a: Pass, b: Pass, into: Path) -> list[Difference]:
     return found
 
 
-def run(m: Matrix, model_layers: list, root: Path, against_built: bool = False) -> list[Difference]:
-    """Build from scratch (twice, or once against the built chain) and compare; the differences."""
+def run(m: Matrix, model_layers: list, root: Path, against_built: bool = False, start: str = "base") -> list[Difference]:
+    """Build from scratch (twice, or once against the built chain) and compare; the differences.
+    `start`: the lowest layer kind built again (base: the whole chain)."""
+    if start not in [str(k) for k in KINDS]:
+        raise ReproError(f"--start {start}: expected one of {', '.join(map(str, KINDS))}")
     with tempfile.TemporaryDirectory(dir=cache.scratch(), prefix="repro-layers-") as tmp:
         keep_a, keep_b = Path(tmp) / "a", Path(tmp) / "b"
         keep_a.mkdir()
         keep_b.mkdir()
-        first = built_pass(m, model_layers) if against_built else build_pass(m, model_layers, root, "1", keep_a)
-        second = build_pass(m, model_layers, root, "2" if not against_built else "1", keep_b)
+        first = built_pass(m, model_layers) if against_built else build_pass(m, model_layers, root, "1", keep_a, start)
+        second = build_pass(m, model_layers, root, "2" if not against_built else "1", keep_b, start)
         try:
             return compare(first, second, Path(tmp))
         finally:
