@@ -3,6 +3,7 @@ build context (kunlun_bundle/images/kinds.py); the rest of the bundle only asks 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from kunlun_bundle.images import chain, kinds, labels
 from kunlun_bundle.images.context import BuildContext
@@ -49,3 +50,18 @@ def test_each_kind_puts_its_own_files_into_the_build_context(matrix, root):
     assert "recipe.json" in ctx.names() and any(n.startswith("entrypoints/kunlun_train/") for n in ctx.names())
     assert json.loads(kinds.recipe_json(matrix, "dqn"))["Bundle"]["suite"] == "parl"
     assert suite.kind.downloads(matrix, suite) == [] and paddle.kind.downloads(matrix, paddle) == []   # CPU: no runtime
+
+
+def test_the_inputs_digest_follows_what_a_layer_is_built_from(matrix, repo_copy):
+    """io.kunlun.inputs.sha256: a suite's changes when its lock does, a model's with its parent's and its recipe,
+    and nothing else moves it (the doctor tells current from stale images by it)."""
+    from kunlun_bundle.images import labels
+    (repo_copy / "entrypoints").symlink_to(Path(__file__).resolve().parents[1] / "entrypoints")
+    top = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["x86_64"])
+    suite = top.parent
+    before = (labels.inputs_digest(matrix, suite, repo_copy), labels.inputs_digest(matrix, top, repo_copy))
+    assert before == (labels.inputs_digest(matrix, suite, repo_copy), labels.inputs_digest(matrix, top, repo_copy))
+    lock = repo_copy / suite.lock
+    lock.write_text(lock.read_text() + "# a comment changes the lock's bytes\n")
+    after = (labels.inputs_digest(matrix, suite, repo_copy), labels.inputs_digest(matrix, top, repo_copy))
+    assert after[0] != before[0] and after[1] != before[1]

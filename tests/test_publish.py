@@ -200,7 +200,7 @@ def test_lower_layers_get_no_commit_labels(matrix):
     """A commit-dependent label on a framework or suite layer would bust the cache of everything above it."""
     top = chain.model_layer(matrix, "resnet50", "cpu", matrix.arch_registry["x86_64"])
     for layer in top.ancestry()[1:3]:
-        assert list(labels.at_build(matrix, layer, ROOT)) == ["io.kunlun.lock.sha256"]
+        assert list(labels.at_build(matrix, layer, ROOT)) == ["io.kunlun.lock.sha256", "io.kunlun.inputs.sha256"]
 
 
 def test_the_source_url_never_carries_credentials(monkeypatch):

@@ -56,6 +56,8 @@ def checks(m: Matrix) -> list[Check]:
                              f"free space below {path} (at least {ui.size(MIN_FREE)}), e.g. `docker system prune`"))
     results += xpu_checks(client)
     if client is not None:
+        results.append(images_check(m, client))
+    if client is not None:
         for arch in m.arch_registry:
             for base in {m.flavours[f].base for f in m.ready_flavours()}:
                 tag = naming.base_image(m, base, arch.name)
@@ -141,6 +143,30 @@ def xpu_checks(client) -> list[Check]:
                                      f"use an image whose runtime matches driver {host.split('.')[0]}.x "
                                      "(the xpu flavours in matrix.yaml), or update the host driver"))
     return results
+
+
+def images_check(m: Matrix, client, root: Path = Path(".")) -> Check:
+    """Whether the images here are what this checkout builds: their io.kunlun.inputs.sha256 label
+    against the digest computed from the checkout (the commit's own facts aside). The images are
+    reproducible, so the same inputs mean the same image."""
+    from ..images import chain, labels
+    native = m.arch_registry.native()
+    current, stale, missing = [], [], 0
+    for top in chain.all_ready(m):
+        if top.arch != native:
+            continue
+        found = docker_api.image(client, top.image)
+        if found is None:
+            missing += 1
+        elif (found.labels or {}).get(labels.INPUTS) == labels.inputs_digest(m, top, root):
+            current.append(top.name)
+        else:
+            stale.append(top.name)
+    detail = f"{len(current)} current, {len(stale)} built from other inputs, {missing} not built"
+    if stale:
+        detail += f" (stale: {', '.join(stale)})"
+    return Check("images of this checkout", not stale, detail,
+                 "rebuild them: `invoke build --model " + " --model ".join(stale) + "`" if stale else "", required=False)
 
 
 def report(m: Matrix) -> bool:

@@ -15,6 +15,7 @@ key on "base", "paddle", "suite" and "model"."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -85,6 +86,10 @@ class Kind(str):
         """Labels that depend on more than the Dockerfile (labels.at_build)."""
         return {}
 
+    def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        """What besides its Dockerfile decides this layer (labels.inputs_digest): files, locks, hashes."""
+        return {}
+
     # --- building -----------------------------------------------------------------------------------
     def downloads(self, m: Matrix, layer: "Layer") -> list[Download]:
         """Files besides the locked wheels that the build context takes from the download cache."""
@@ -120,6 +125,11 @@ class Locked(Kind):
     def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
         return {labels.LOCK: fetch.sha256_of(root / layer.lock)}
 
+    def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        return {"lock": fetch.sha256_of(root / layer.lock),
+                "patches": {p: fetch.sha256_of(root / patch_path(layer.name, p))
+                            for p in (m.suites[layer.name].patches if str(self) == "suite" else [])}}
+
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         ctx.add_file("lock.txt", root / layer.lock)
         for wheel in lock.LockFile.read(root / layer.lock).wheels:
@@ -153,6 +163,9 @@ class Base(Kind):
 
     def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
         return {labels.BASE_INPUTS: rootfs.inputs_sha256(m, layer.name, layer.arch)}
+
+    def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        return {"rootfs": rootfs.inputs_sha256(m, layer.name, layer.arch)}
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
@@ -342,6 +355,12 @@ class Model(Kind):
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         ctx.add_tree("entrypoints", root / "entrypoints")
         ctx.add_bytes("recipe.json", recipe_json(m, layer.name))
+
+    def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        ctx = BuildContext(0)
+        self.add_context(ctx, m, layer, root, layer.arch)
+        return {"files": {name: hashlib.sha256(data.data if data.data is not None else data.path.read_bytes()).hexdigest()
+                          for name, (data, _) in sorted(ctx.sources().items())}}
 
 
 def device(m: Matrix, flavour: str) -> str:

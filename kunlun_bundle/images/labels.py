@@ -15,6 +15,7 @@ no such label."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ BASE_INPUTS = "io.kunlun.base.inputs.sha256"       # the rootfs inputs' hash: a 
 XPU_RUNTIME_VERSION, XPU_CHIPS, XPU_SMI = "io.kunlun.xpu.runtime.version", "io.kunlun.xpu.chips", "io.kunlun.xpu.smi"
 SUITE, SUITE_VERSION, MODEL = "io.kunlun.suite", "io.kunlun.suite.version", "io.kunlun.model"
 LOCK = "io.kunlun.lock.sha256"                       # the lock file this layer installed
+INPUTS = "io.kunlun.inputs.sha256"                   # everything the chain up to this layer was built from
 
 SOURCE_IMAGE = "io.kunlun.source.image"   # id of the local image a published one was made from
 SMOKE = "io.kunlun.smoke"                 # written only after the smoke test passed
@@ -84,7 +86,16 @@ def at_build(m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
     layer changes that image's id, and every layer above it then misses Docker's cache (a suite
     layer is minutes to build, under emulation many). On the model layer a new commit costs one
     label step. `created` is the commit time, not the clock, so a rebuild of a commit is the same."""
-    return layer.kind.build_labels(m, layer, root)
+    return layer.kind.build_labels(m, layer, root) | {INPUTS: inputs_digest(m, layer, root)}
+
+
+def inputs_digest(m: Matrix, layer: "Layer", root: Path) -> str:
+    """A hash of everything a layer is built from, its parent's digest included (the commit's facts
+    aside): an image whose label equals what this checkout computes is what this checkout builds."""
+    text = (root / layer.dockerfile).read_text(encoding="utf-8") if (root / layer.dockerfile).is_file() else ""
+    parent = inputs_digest(m, layer.parent, root) if layer.parent else None
+    key = json.dumps({"dockerfile": text, "inputs": layer.kind.inputs(m, layer, root), "parent": parent}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def commit(root: Path) -> dict[str, str]:
