@@ -102,26 +102,24 @@ def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: b
         ctx = context_for(m, layer, root, native, parent.id if parent else None)
         stages = assemble.parse(ctx.dockerfile.decode("utf-8"))
         final, install = stages[-1], (stages[-2] if len(stages) > 1 else None)
-        stage_id = None
-        if install is not None:
-            with ctx.tarball(cache.scratch()) as tarball:
-                def show(line: str) -> None:
-                    if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
-                        ui.detail(line)
-                stage_id = docker_api.build(client, tarball, None, layer.arch.platform, nocache=no_cache,
-                                            target=install.name, on_line=show)
-        sources = ctx.sources()
-        key = assembly_key(final, parent.id if parent else None, stage_id, sources, m.bases[layer.base].source_date_epoch)
-        made = cache.assembled() / key
-        found = docker_api.image(client, made.read_text().strip()) if made.is_file() and not no_cache else None
         parent_image = images[layer.parent.image] if layer.parent else \
             assemble.Image(layer.arch.platform, m.bases[layer.base].source_date_epoch)
+        key = assembly_key(ctx, m.bases[layer.base].source_date_epoch)
+        made = cache.assembled() / key
+        found = docker_api.image(client, made.read_text().strip()) if made.is_file() and not no_cache else None
         image = replayed(final, parent_image, found) if found is not None else None
-        if image is not None:
+        if image is not None:   # made from these very inputs before: the image as it was
             found.tag(*layer.image.rsplit(":", 1))
         else:
-            found = None
-            image = assemble_and_load(client, layer, final, parent_image, sources, stage_id, keep)
+            found, stage_id = None, None
+            if install is not None:
+                with ctx.tarball(cache.scratch()) as tarball:
+                    def show(line: str) -> None:
+                        if verbose or line.startswith("Step ") or line.startswith(" ---> Using cache"):
+                            ui.detail(line)
+                    stage_id = docker_api.build(client, tarball, None, layer.arch.platform, nocache=no_cache,
+                                                target=install.name, on_line=show)
+            image = assemble_and_load(client, layer, final, parent_image, ctx.sources(), stage_id, keep)
             made.write_text(image.id + "\n")
     images[layer.image] = image
     built = client.images.get(layer.image)
@@ -132,28 +130,16 @@ def build_layer(client, m: Matrix, layer: Layer, root: Path, native, no_cache: b
     return result
 
 
-def assembly_key(final: assemble.Stage, parent_id: Optional[str], stage_id: Optional[str], sources: dict,
-                 epoch: int) -> str:
-    """What an assembled image is made from: its parent, its install stage (Docker's id for it, a
-    cache hit when its inputs are unchanged), its final stage and the context files that stage copies."""
-    copied = {}
-    for ins in final.instructions:
-        if ins.keyword in ("ADD", "COPY") and "--from=" not in ins.value:
-            for src in ins.value.split()[:-1]:
-                name = src.strip("/")
-                for n, (data, mode) in sources.items():
-                    if n == name or n.startswith(name + "/"):
-                        copied[n] = [mode, data_sha256(data)]
-    text = json.dumps({"parent": parent_id, "stage": stage_id, "final": [str(i) for i in final.instructions],
-                       "files": copied, "epoch": epoch, "assembly": ASSEMBLY_VERSION}, sort_keys=True)
+def assembly_key(ctx, epoch: int) -> str:
+    """Everything an image is made from: its Dockerfile (whose FROM names the parent's id) and every
+    file of its build context (the wheels by the sha256 their lock pins). The same key, the same image:
+    that is what `invoke repro` checks, and what lets a rebuild skip Docker altogether."""
+    files = dict(sorted(ctx.digests().items()))
+    text = json.dumps({"files": files, "epoch": epoch, "assembly": ASSEMBLY_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 ASSEMBLY_VERSION = 1   # bump when assemble.py changes what it writes: old keys then no longer match
-
-
-def data_sha256(data: assemble.Data) -> str:
-    return hashlib.sha256(data.data).hexdigest() if data.data is not None else fetch.sha256_of(data.path)
 
 
 def assemble_and_load(client, layer: Layer, final: assemble.Stage, parent: assemble.Image, sources: dict,

@@ -52,6 +52,24 @@ class BuildContext:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def digests(self) -> dict[str, str]:
+        """{name: sha256} of every entry: a pinned file by the sha256 its lock gives (verified when the
+        context is written), the others hashed here."""
+        out = {}
+        for name, e in self._entries.items():
+            if e.sha256:
+                out[name] = e.sha256
+            elif isinstance(e.source, bytes):
+                out[name] = hashlib.sha256(e.source).hexdigest()
+            else:
+                digest = hashlib.sha256()
+                with open(e.source, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                out[name] = digest.hexdigest()
+            out[name] += f":{0o755 if e.executable else 0o644:o}"
+        return out
+
     def sources(self) -> dict:
         """{name: (assemble.Data, mode)}: the context as the image assembly reads it."""
         from .assemble import Data
