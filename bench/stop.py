@@ -55,7 +55,7 @@ def one(image: str, devices: int, stop_after: int) -> dict:
         saved = sorted(int(p.name.split("-")[1]) for p in out.glob("ckpt-*"))
         return {"devices": devices, "stop_to_exit_s": round(seconds, 2), "exit_code": code,
                 "last_step_logged": logged, "checkpoint_step": saved[-1] if saved else None,
-                "steps_lost": logged - (saved[-1] if saved else 0)}
+                "steps_lost": max(0, logged - (saved[-1] if saved else 0))}
 
 
 def main() -> None:

@@ -288,6 +288,11 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
         signal.signal(s, forward)
     code = launcher.wait()
     if received:
+        # The launcher stops echoing rank 0's log when it is signalled: its last lines (the step it
+        # stopped after, the checkpoint) are shown from the log itself.
+        lines = (Path(log_dir) / "workerlog.0").read_text(errors="replace").splitlines() \
+            if (Path(log_dir) / "workerlog.0").is_file() else []
+        print(*[line for line in lines if "stopped by" in line or line.startswith('{"event": "summary"')], sep="\n", flush=True)
         print(f"[{model}] stopped by {signal.Signals(received[0]).name}; worker logs in {log_dir}", flush=True)
         return 128 + received[0]
     if code != 0:
