@@ -32,15 +32,26 @@ def seconds(s: float | None) -> str:
 
 @contextmanager
 def step(title: str):
-    """Print a step's start and end with its duration; a failure is marked and re-raised."""
+    """Print a step's start and end with its duration; a failure is marked and re-raised. A step that
+    fails without raising (a check that reports instead) sets `outcome.failed` to say why."""
     start = time.monotonic()
     err.print(f"[bold cyan]>[/] {title}")
+    outcome = Outcome()
     try:
-        yield
+        yield outcome
     except BaseException:
         err.print(f"[bold red]x[/] {title} [dim]failed after {seconds(time.monotonic() - start)}[/]")
         raise
-    err.print(f"[green]ok[/] {title} [dim]({seconds(time.monotonic() - start)})[/]")
+    if outcome.failed:
+        err.print(f"[bold red]x[/] {title} [dim]failed after {seconds(time.monotonic() - start)}:[/] "
+                  f"{escape(outcome.failed)}")
+    else:
+        err.print(f"[green]ok[/] {title} [dim]({seconds(time.monotonic() - start)})[/]")
+
+
+class Outcome:
+    """What a `step` body reports when it fails without raising."""
+    failed: str | None = None
 
 
 def info(message: str) -> None:

@@ -21,6 +21,7 @@ LABEL org.opencontainers.image.title="BERT-base training, cpu (aarch64)" \
       io.kunlun.suite.version="2.8.1"
 USER kunlun
 WORKDIR /home/kunlun
-# tini (-s: also when Docker's own --init runs first) forwards stop signals to the trainer and reaps
-# every process it leaves, so none outlives the container's main process holding a card.
-ENTRYPOINT ["tini", "-s", "--", "python", "-m", "kunlun_train"]
+# tini forwards stop signals to the trainer and reaps every process it leaves, so none outlives the
+# container's main process holding a card. As PID 1 it needs no -s (qemu-user, which runs the aarch64
+# images here, refuses the subreaper call -s makes).
+ENTRYPOINT ["tini", "--", "python", "-m", "kunlun_train"]

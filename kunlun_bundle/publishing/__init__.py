@@ -65,9 +65,9 @@ def publish_cell(client, m: Matrix, root: Path, cell: Cell, registry: reg.Regist
         if a in to_push and record.has(a, smoke_args):
             a.smoke = f"{labels.SMOKE_PASSED} (earlier in this run: {record.path})"
         elif a in to_push:
-            with ui.step(f"smoke test {a.local} (train 1 step)"):
+            with ui.step(f"smoke test {a.local} (train 1 step)") as outcome:
                 start = time.monotonic()
-                failure = smoke.smoke_test(client, a, smoke_args)
+                failure = outcome.failed = smoke.smoke_test(client, a, smoke_args)
                 a.seconds["smoke"] = round(time.monotonic() - start, 1)
             a.smoke = f"failed: {failure}" if failure else labels.SMOKE_PASSED
             if failure:
