@@ -85,25 +85,30 @@ def base(c, arch=None, force=False):
 
 
 @bundle_task(help={"arch": "Arch(s) to lock (default: all).",
-                   "check": "Change nothing; exit 1 if a lock file is missing or out of date with matrix.yaml."})
-def lock(c, arch="all", check=False):
-    """Resolve every environment to exact versions with sha256 hashes (locks/<arch>/<flavour>/*.txt)."""
+                   "check": "Change nothing; exit 1 if a lock file is missing or out of date with matrix.yaml.",
+                   "refresh-base": "Resolve the Debian base locks again from the mirror's current packages, "
+                                   "even when they match matrix.yaml (a mirror that dropped a locked version)."})
+def lock(c, arch="all", check=False, refresh_base=False):
+    """Resolve every environment to exact versions with sha256 hashes (locks/<arch>/<flavour>/*.txt), and
+    each Debian base to its exact packages (locks/<arch>/base-<base>.txt)."""
     m = matrix.load(MATRIX)
     archs = m.arch_registry.resolve(arch)
     layers = [layer for layer in chain.unique_layers(chain.all_ready(m)) if layer.arch in archs]
-    stale = images.lock.update(m, layers, ROOT, write=not check)
+    bases = [(layer.name, layer.arch) for layer in layers if layer.kind == "base"]
+    stale = images.debian.update(m, bases, ROOT, write=not check, refresh=refresh_base and not check)
+    stale += images.lock.update(m, layers, ROOT, write=not check)
     if check and stale:
         ui.error(f"lock files out of date: {', '.join(map(str, stale))}", "run `invoke lock` and commit the result")
         raise Exit(code=1)
 
 
-@bundle_task(help={"arch": "Arch(s) whose wheels to fetch (default: native).",
-                   "source": "Copy wheels from this directory instead of downloading (air-gapped hosts)."})
+@bundle_task(help={"arch": "Arch(s) whose wheels and .debs to fetch (default: native).",
+                   "source": "Copy wheels and .debs from this directory instead of downloading (air-gapped hosts)."})
 def fetch(c, arch=None, source=None):
-    """Download every locked wheel into the cache, verifying each sha256."""
+    """Download every locked wheel and Debian package into the cache, verifying each sha256."""
     m = matrix.load(MATRIX)
     layers = chain.unique_layers(chain.select(m, None, None, m.arch_registry.resolve(arch)))
-    images.build.fetch_inputs(m, layers, ROOT, Path(source) if source else None)
+    images.build.fetch_inputs(m, layers, ROOT, Path(source) if source else None, all_debs=True)
 
 
 @bundle_task(help={"flavour": "Flavours to show (default: all that download more than PyPI wheels).",

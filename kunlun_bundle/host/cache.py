@@ -42,3 +42,8 @@ def assembled() -> Path:
 def scratch() -> Path:
     """Temporary files (build contexts, partial downloads); safe to delete at any time."""
     return _dir("tmp")
+
+
+def debs() -> Path:
+    """The locked Debian packages of the bases (locks/<arch>/base-<base>.txt)."""
+    return _dir("debs")

@@ -7,9 +7,10 @@
   lock      resolving a layer's environment to a hash-pinned lock file
   fetch     downloading and verifying the locked wheels and runtime archives into the cache
   context   reproducible build-context tarballs
+  debian    the Debian base's lock: resolving it from the mirror's Packages index, fetching the .debs
   rootfs    bootstrapping the Debian rootfs of a base with mmdebstrap
   assemble  the image itself from the Dockerfile's final stage, deterministically (same inputs, same id)
   build     building the chain: install stages by Docker (network off), images assembled; a summary
   repro     `invoke repro`: build from scratch again and compare, naming the layer and file that differ
 """
-from . import assemble, build, chain, context, fetch, kinds, labels, lock, render, repro, rootfs  # noqa: F401
+from . import assemble, build, chain, context, debian, fetch, kinds, labels, lock, render, repro, rootfs  # noqa: F401

@@ -22,7 +22,7 @@ from ..containers import docker_api
 from ..errors import BuildError, BundleError, InputError
 from ..host import cache
 from ..matrix import Matrix
-from . import assemble, fetch, labels, lock, render, rootfs
+from . import assemble, debian, fetch, labels, lock, render, rootfs
 from .chain import Layer, all_ready, unique_layers
 from .context import BuildContext
 
@@ -45,6 +45,8 @@ def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
         raise InputError(f"Dockerfiles out of date with templates/ or matrix.yaml: {', '.join(stale)}",
                          hint="run `invoke render` and commit the result")
     stale = [f"{layer.lock}" for layer in layers if layer.lock and not lock.is_current(m, layer, root)]
+    stale += [f"{debian.lock_path(layer.name, layer.arch)}" for layer in layers
+              if layer.kind == "base" and not debian.is_current(m, layer.name, layer.arch, root)]
     if stale:
         raise InputError(f"lock files missing or out of date with matrix.yaml: {', '.join(stale)}",
                          hint="run `invoke lock` and commit the result")
@@ -199,7 +201,10 @@ def record(result: Result) -> None:
         log.write(json.dumps(entry) + "\n")
 
 
-def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Path] = None) -> None:
+def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Path] = None,
+                 all_debs: bool = False) -> None:
+    """The locked wheels, the runtime archives and the .debs of the bases whose rootfs is not in the
+    cache yet (`all_debs`: of every base) present and verified in the cache."""
     wheels = {w.filename: w for layer in layers if layer.lock
               for w in lock.LockFile.read(root / layer.lock).wheels}
     missing = [w for w in wheels.values() if not fetch.cached(w).exists()]
@@ -207,6 +212,11 @@ def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Pa
         else f"verify {len(wheels)} cached wheels"
     with ui.step(label):
         fetch.fetch(wheels.values(), source=source)
+    for layer in layers:
+        if layer.kind == "base" and (all_debs or not rootfs.rootfs_path(m, layer.name, layer.arch, root).exists()):
+            deb_lock = debian.DebLock.read(root / debian.lock_path(layer.name, layer.arch))
+            with ui.step(f"fetch or verify {len(deb_lock.debs)} Debian packages of {deb_lock.cell} in {cache.debs()}"):
+                debian.fetch(deb_lock, source=source)
     archives = {a.filename: a for layer in layers for a in layer.kind.downloads(m, layer)}
     if archives:
         with ui.step(f"fetch or verify {len(archives)} XPU runtime archive(s) in {cache.downloads()}"):
@@ -262,7 +272,7 @@ def build_bases(m: Matrix, archs: list[Arch], root: Path = Path("."), force: boo
     bases = {layer.image: layer for top in all_ready(m) for layer in top.ancestry()[:1] if layer.arch in archs}
     if force:
         for layer in bases.values():
-            rootfs.rootfs_path(m, layer.name, layer.arch).unlink(missing_ok=True)
+            rootfs.rootfs_path(m, layer.name, layer.arch, root).unlink(missing_ok=True)
     return list(build_layers(m, list(bases.values()), root, no_cache=force).values())
 
 

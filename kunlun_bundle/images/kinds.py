@@ -162,14 +162,14 @@ class Base(Kind):
         return {labels.BASE_RELEASE: base.release, labels.BASE_PACKAGES: ",".join(base.packages)}
 
     def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
-        return {labels.BASE_INPUTS: rootfs.inputs_sha256(m, layer.name, layer.arch)}
+        return {labels.BASE_INPUTS: rootfs.inputs_sha256(m, layer.name, layer.arch, root)}
 
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
-        return {"rootfs": rootfs.inputs_sha256(m, layer.name, layer.arch)}
+        return {"rootfs": rootfs.inputs_sha256(m, layer.name, layer.arch, root)}
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
-            ctx.add_file("rootfs.tar", rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail))
+            ctx.add_file("rootfs.tar", rootfs.bootstrap(m, layer.name, layer.arch, native, ui.detail, root))
 
     def reuse(self, m: Matrix, layer: "Layer", root: Path, existing) -> bool:
         # Bases are bootstrapped once, and again only when their inputs in matrix.yaml change
