@@ -37,7 +37,7 @@ def test_every_locked_wheel_fits_its_arch(root, matrix):
     or the sdist of a package a suite installs without dependencies (`no_deps`, built in the image)."""
     no_deps = {lock.canonicalize_name(r.split("==")[0]) for s in matrix.suites.values() for r in s.no_deps}
     for arch, other in (("aarch64", "x86_64"), ("x86_64", "aarch64")):
-        for path in (root / "locks" / arch).rglob("*.txt"):
+        for path in (root / "locks" / arch).rglob("*/*.txt"):   # locks/<arch>/<flavour>/: the wheels
             for wheel in lock.LockFile.read(path).wheels:
                 if wheel.is_sdist and wheel.name in no_deps:
                     assert wheel.filename.endswith((".tar.gz", ".zip")), wheel.filename
