@@ -13,8 +13,8 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from kunlun_bundle import host, images, matrix, naming, overview, publishing, training, ui
-from kunlun_bundle.errors import BundleError, ReproError
+from kunlun_bundle import containers, host, images, matrix, naming, overview, publishing, training, ui
+from kunlun_bundle.errors import BundleError, ReproError, UsageError
 from kunlun_bundle.images import chain
 
 ROOT = Path(__file__).resolve().parent
@@ -109,6 +109,59 @@ def fetch(c, arch=None, source=None):
     m = matrix.load(MATRIX)
     layers = chain.unique_layers(chain.select(m, None, None, m.arch_registry.resolve(arch)))
     images.build.fetch_inputs(m, layers, ROOT, Path(source) if source else None, all_debs=True)
+
+
+@bundle_task(iterable=["model"],
+             help={"action": "export (write FILE from this checkout and the cache) or import (verify FILE, fill the cache).",
+                   "file": "The bundle: a tar with a manifest of sha256s.",
+                   "arch": "export: arch(s) of the cells (default: native; all for both).",
+                   "model": "export: a model whose chain goes in; repeat for several (default: every ready model).",
+                   "flavour": "export: device flavour(s), comma-separated (default: cpu).",
+                   "checkout": "import: also unpack the project's sources at the bundle's commit into this new directory."})
+def bundle(c, action, file, arch=None, model=None, flavour=None, checkout=None):
+    """Offline bundle for air-gapped hosts: `bundle export FILE` writes every input the cells need (wheels,
+    .debs, runtime archives in the cache, locks, patches, the sources at HEAD); `bundle import FILE` verifies
+    it and fills the cache, after which a build needs no network."""
+    m = matrix.load(MATRIX)
+    started = time.monotonic()
+    if action == "export":
+        manifest = images.bundle.export(m, _cells(m, arch, model or [], flavour), ROOT, Path(file))
+        ui.info(f"wrote {file}: {len(manifest['files'])} files, {ui.size(Path(file).stat().st_size)}, sources at "
+                f"{manifest['commit'][:12]}, in {ui.seconds(time.monotonic() - started)}")
+    elif action == "import":
+        manifest = images.bundle.import_(Path(file), ROOT, Path(checkout) if checkout else None)
+        ui.info(f"verified {len(manifest['files'])} files of {file} (sources at {manifest['commit'][:12]}); "
+                f"{manifest['placed']} in the cache {host.cache.root()}, in {ui.seconds(time.monotonic() - started)}")
+        if manifest["differing"]:
+            ui.warn(f"this checkout's {', '.join(manifest['differing'][:5])} differ from the bundle's: build from "
+                    f"the bundle's sources (`--checkout DIR`, or `git checkout {manifest['commit'][:12]}`)")
+    else:
+        raise UsageError(f"unknown bundle action {action!r}", hint="`invoke bundle export FILE` or `invoke bundle import FILE`")
+
+
+@bundle_task(iterable=["model"],
+             help={"file": "The archive to write: the images (docker save) with a manifest of sha256s and image ids.",
+                   "model": "A model whose chain (base, paddle, suite, model) is saved; repeat (default: resnet50).",
+                   "arch": "Arch(s) (default: native).",
+                   "flavour": "Device flavour(s), comma-separated (default: cpu)."})
+def save(c, file, model=None, arch=None, flavour=None):
+    """Save built images to FILE for a host without a registry (`invoke load FILE` there)."""
+    m = matrix.load(MATRIX)
+    started = time.monotonic()
+    tags = [layer.image for layer in chain.unique_layers(_cells(m, arch, model or ["resnet50"], flavour))]
+    manifest = containers.images_archive.save(tags, Path(file))
+    ui.info(f"wrote {file}: {len(manifest['images'])} image(s), {ui.size(Path(file).stat().st_size)}, "
+            f"in {ui.seconds(time.monotonic() - started)}")
+
+
+@bundle_task(help={"file": "An archive written by `invoke save`."})
+def load(c, file):
+    """Verify an image archive (`invoke save`) and load it; each image comes back with the id it was saved with."""
+    started = time.monotonic()
+    loaded = containers.images_archive.load(Path(file))
+    for entry in loaded:
+        ui.info(f"loaded {entry['tag']} {entry['id'][:19]}")
+    ui.info(f"{len(loaded)} image(s) verified and loaded in {ui.seconds(time.monotonic() - started)}")
 
 
 @bundle_task(help={"flavour": "Flavours to show (default: all that download more than PyPI wheels).",

@@ -2,7 +2,8 @@
 the doctor. `doctor` reports them all; `base` and `build` require the ones they need and fail fast
 with the fix.
 
-  cache   ~/.cache/kunlun-bundle: wheels, runtime archives, rootfs tarballs, scratch
+  cache   ~/.cache/kunlun-bundle: wheels, .debs, runtime archives, rootfs tarballs, scratch
+  archive a tar with a checksummed manifest (offline bundles, image archives)
   doctor  every host check with what to do about a failure; installs the host packages
 """
 from __future__ import annotations
@@ -57,4 +58,4 @@ def free_bytes(path: Path) -> int:
 
 
 # Last, after the checks above that they use: the cache's folders and the doctor's report.
-from . import cache, doctor  # noqa: E402
+from . import archive, cache, doctor  # noqa: E402

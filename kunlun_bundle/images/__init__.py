@@ -11,6 +11,7 @@
   rootfs    bootstrapping the Debian rootfs of a base with mmdebstrap
   assemble  the image itself from the Dockerfile's final stage, deterministically (same inputs, same id)
   build     building the chain: install stages by Docker (network off), images assembled; a summary
+  bundle    `invoke bundle export/import`: every input of some cells in one checked archive
   repro     `invoke repro`: build from scratch again and compare, naming the layer and file that differ
 """
-from . import assemble, build, chain, context, debian, fetch, kinds, labels, lock, render, repro, rootfs  # noqa: F401
+from . import assemble, build, bundle, chain, context, debian, fetch, kinds, labels, lock, render, repro, rootfs  # noqa: F401
