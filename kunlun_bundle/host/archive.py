@@ -105,7 +105,7 @@ def _read(path: Path, kind: str, staging: Path) -> tuple[dict, dict[str, Path]]:
             except (ValueError, KeyError, AssertionError, TypeError):
                 raise InputError(f"{path}: its {MANIFEST} is damaged or is not a {kind} manifest", hint=refuse) from None
             staged: dict[str, Path] = {}
-            for member in tar:
+            while (member := tar.next()) is not None:
                 name = member.name
                 if name not in files or name in staged:
                     raise InputError(f"{path}: member {name} is not in the manifest", hint=refuse)
