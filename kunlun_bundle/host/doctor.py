@@ -19,7 +19,8 @@ from . import cache
 MIN_FREE = 20 * 10**9      # one arch's full chain plus the wheel cache, with room to spare
 
 # Host packages the bundle needs, by the command that shows they are installed.
-HOST_PACKAGES = {"mmdebstrap": "mmdebstrap"}
+# dpkg-scanpackages: the Packages file of the local repository the base is bootstrapped from (rootfs.py).
+HOST_PACKAGES = {"mmdebstrap": "mmdebstrap", "dpkg-scanpackages": "dpkg-dev"}
 
 
 @dataclass
