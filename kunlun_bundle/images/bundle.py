@@ -6,6 +6,8 @@
   cache/wheels/<file>     every locked wheel
   cache/debs/<file>       every locked Debian package of the bases
   cache/downloads/<file>  the XPU runtime archives, when present in the cache
+  host/wheels/<file>      the host tools (requirements/host.txt) for this host's Python, so that
+                          `./kunlun` can set up its .venv on the air-gapped host too
 `invoke bundle import FILE` verifies every member before it puts any into the cache ($KUNLUN_CACHE),
 so a corrupt bundle is refused naming the member, and after it a build needs no network at all."""
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Optional
@@ -77,6 +80,21 @@ def inputs(m: Matrix, layers: list[Layer], root: Path, fetch_missing: bool = Tru
     return members
 
 
+def host_wheels(root: Path) -> dict[str, Path]:
+    """The host tools' wheels for this host's Python (pip download into the cache's host-wheels/);
+    a failure is a warning: the bundle still builds wherever the tools are installed."""
+    directory = cache.root() / "host-wheels"
+    directory.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                           "--only-binary=:all:", "-d", str(directory), "-r", str(root / "requirements/host.txt")],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        ui.warn(f"the host tools' wheels are not in the bundle (pip download failed: "
+                f"{proc.stderr.strip().splitlines()[-1:] or proc.returncode})")
+        return {}
+    return {f"host/wheels/{p.name}": p for p in sorted(directory.iterdir()) if p.is_file()}
+
+
 def export(m: Matrix, layers: list[Layer], root: Path, out: Path) -> dict:
     """Write the bundle; returns its manifest."""
     commit = head(root)
@@ -86,6 +104,7 @@ def export(m: Matrix, layers: list[Layer], root: Path, out: Path) -> dict:
         ui.warn(f"the checkout has uncommitted changes: the bundle carries the sources at {commit[:12]} (HEAD) without them")
     with ui.step(f"collect the inputs of {len(unique_layers(layers))} image(s)"):
         members = inputs(m, layers, root)
+        members.update(host_wheels(root))
     scratch = cache.scratch()
     source = scratch / f"source-{commit}.tar"
     try:

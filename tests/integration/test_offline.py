@@ -94,6 +94,7 @@ def test_the_bundle_carries_every_input_and_the_sources(exported):
     assert f"locks/{ARCH}/base-bookworm.txt" in names and f"locks/{ARCH}/cpu/paddleclas.txt" in names
     assert any(n.startswith("cache/debs/tini_") for n in names)
     assert any(n.startswith("cache/wheels/paddlepaddle-") for n in names)
+    assert any(n.startswith("host/wheels/invoke-") for n in names)     # ./kunlun's .venv, offline
     assert not any(n.startswith("cache/rootfs") for n in names)
 
 
