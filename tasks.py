@@ -77,9 +77,9 @@ def render(c, check=False):
 
 
 @bundle_task(help={"arch": "Arch(s): x86_64/x86/amd64/intel, aarch64/arm/arm64/phytium, native (default) or all.",
-                   "force": "Bootstrap again from the current Debian packages, even if the base exists."})
+                   "force": "Bootstrap again (from the locked packages; `lock --refresh-base` takes the mirror's current ones), even if the base exists."})
 def base(c, arch=None, force=False):
-    """Bootstrap the Debian base image(s) from packages (mmdebstrap); skipped when present."""
+    """Bootstrap the Debian base image(s) from the packages of their Debian lock (mmdebstrap); skipped when present."""
     m = matrix.load(MATRIX)
     images.build.summarise(images.build.build_bases(m, m.arch_registry.resolve(arch), ROOT, force=force))
 
