@@ -108,3 +108,16 @@ def test_import_fills_the_cache_only_from_a_verified_bundle(files, tmp_path, fre
     assert (cache.debs() / "tini_0.19.0-1_amd64.deb").read_bytes() == b"deb" * 700
     assert manifest["placed"] == 2 and manifest["differing"] == ["locks/x86_64/base-bookworm.txt"]
     assert [p for p in cache.scratch().iterdir()] == []
+
+
+def test_the_tasks_give_messages_not_tracebacks(root, tmp_path):
+    from tests.test_tasks import invoke
+    result = invoke(root, "bundle", "unpack", str(tmp_path / "b.tar"))
+    assert result.returncode == 3 and "unknown bundle action 'unpack'" in result.stderr
+    result = invoke(root, "bundle", "import", str(tmp_path / "missing.tar"), env={"KUNLUN_CACHE": str(tmp_path)})
+    assert result.returncode == 5 and "missing.tar: no such file" in result.stderr and "Traceback" not in result.stderr
+    not_ours = tmp_path / "other.tar"
+    with tarfile.open(not_ours, "w") as tar:
+        tar.addfile(tarfile.TarInfo("README"), io.BytesIO(b""))
+    result = invoke(root, "bundle", "import", str(not_ours), env={"KUNLUN_CACHE": str(tmp_path)})
+    assert result.returncode == 5 and "not a kunlun bundle archive" in result.stderr
