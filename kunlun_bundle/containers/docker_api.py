@@ -97,7 +97,11 @@ class Tree:
 def load(c: docker.DockerClient, archive, expected_id: str, what: str) -> None:
     """`docker load` an archive; the image must come out with the id it was assembled to have."""
     try:
-        c.api.load_image(archive)
+        # The daemon reports progress and errors (a layer that does not match its diff id, say) in the
+        # response stream: read it all, or the image may not be there yet and an error goes unseen.
+        for message in c.api.load_image(archive, quiet=True):
+            if isinstance(message, dict) and message.get("error"):
+                raise BuildError(f"loading {what} failed: {message['error']}")
     except docker.errors.APIError as exc:
         raise BuildError(f"loading {what} failed: {exc.explanation or exc}") from None
     found = image(c, expected_id)

@@ -10,6 +10,7 @@ import contextlib
 import queue
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -95,23 +96,47 @@ def _follow(running: container.Container, rank: int, events: queue.Queue) -> Non
         pass   # removed by the clean-up: the job is over
 
 
+STOPPED = (128 + 15, 128 + 2)    # a rank stopped by SIGTERM / SIGINT: the job agreed on the step
+STOP_GRACE = 10.0                # seconds the other ranks get to stop by themselves at that step
+
+
 def _watch(job: Plan, ranks: list[container.Container], events: queue.Queue) -> int:
-    """Print every rank's lines (prefixed) until all exit; the first failure stops the rest."""
-    running = set(range(len(ranks)))
+    """Print every rank's lines (prefixed) until all have exited; the first failure is the job's
+    exit code. A rank that failed makes the others stop at once; a rank that was stopped (SIGTERM,
+    SIGINT) gives them STOP_GRACE to finish the agreed step and save on their own. Their last lines
+    (the stop line, the checkpoint) are still shown."""
+    running, failed, deadline, stopped = set(range(len(ranks))), None, None, False
+
+    def stop_the_rest() -> None:
+        nonlocal deadline, stopped
+        deadline, stopped = time.monotonic() + 60.0, True   # then wait (bounded) for their exits
+        for other in running:
+            ranks[other].stop(timeout=5)
     while running:
-        kind, rank, value = events.get()
+        try:
+            kind, rank, value = events.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            if stopped:        # stopped and still not reported gone: the clean-up removes them
+                break
+            stop_the_rest()    # the grace is over
+            continue
         if kind == "line":
             container.show(value, prefix=f"[rank {rank}]")
             continue
         running.discard(rank)
-        if value != 0:
+        if value == 0 or failed is not None:
+            continue
+        failed = value
+        if value in STOPPED:
+            ui.info(f"rank {rank} ({job.name(rank)}) was stopped (exit {value}); the other {len(running)} "
+                    f"rank(s) of {job.job} stop after the same step")
+            deadline = time.monotonic() + STOP_GRACE
+        else:
             ui.error(f"rank {rank} ({job.name(rank)}) exited with code {value}; stopping the other "
                      f"{len(running)} rank(s) of {job.job}",
                      "its last lines are above; a rank killed from outside exits 137")
-            for other in running:
-                ranks[other].stop(timeout=5)
-            return value
-    return 0
+            stop_the_rest()
+    return failed or 0
 
 
 def _remove_network(network) -> None:

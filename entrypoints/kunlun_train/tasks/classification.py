@@ -15,7 +15,7 @@ import paddle
 
 from ..datasets import classification as lists
 from ..errors import TrainError
-from . import Metric
+from . import Metric, synthetic
 from . import Task as BaseTask
 
 
@@ -47,18 +47,14 @@ class ListDataset(paddle.io.Dataset):
         return image, np.int64(sample.label), np.int64(index)
 
 
-class SyntheticDataset(paddle.io.Dataset):
-    """Random images and labels, the same every run (seeded per index): a smoke test of the pipeline."""
+class SyntheticDataset(synthetic.Seeded):
+    """Random images and labels, the same every run: a smoke test of the pipeline."""
 
     def __init__(self, count: int, size: int, classes: int, seed: int):
-        super().__init__()
-        self.count, self.size, self.classes, self.seed = count, size, classes, seed
+        super().__init__(count, seed)
+        self.size, self.classes = size, classes
 
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng(self.seed * 100003 + index)
+    def make(self, rng, index: int):
         image = rng.standard_normal((3, self.size, self.size), dtype="float32")
         return image, np.int64(rng.integers(0, self.classes)), np.int64(index)
 

@@ -39,7 +39,7 @@ import paddle
 
 from ..datasets import text as files
 from ..errors import TrainError
-from . import Metric
+from . import Metric, synthetic
 from . import Task as BaseTask
 
 PAD, UNK, CLS, SEP, MASK = range(len(files.SPECIAL))   # the synthetic pretraining ids
@@ -87,21 +87,17 @@ class Sentences(paddle.io.Dataset):
         return ids, types, np.int64(example.label), np.int64(index)
 
 
-class SyntheticPretraining(paddle.io.Dataset):
-    """Random `[CLS] A [SEP] B [SEP]` pairs, the same every run (seeded per index), masked as BERT's
-    pretraining data is; items are (input_ids, token_type_ids, masked-LM labels with -1 where
-    nothing is predicted, is-next label, index)."""
+class SyntheticPretraining(synthetic.Seeded):
+    """Random `[CLS] A [SEP] B [SEP]` pairs, the same every run, masked as BERT's pretraining data
+    is; items are (input_ids, token_type_ids, masked-LM labels with -1 where nothing is predicted,
+    is-next label, index)."""
 
     def __init__(self, count: int, seq_len: int, vocab_size: int, mask_prob: float, max_predictions: int, seed: int):
-        super().__init__()
-        self.count, self.seq_len, self.vocab_size = count, seq_len, vocab_size
-        self.mask_prob, self.max_predictions, self.seed = mask_prob, max_predictions, seed
+        super().__init__(count, seed)
+        self.seq_len, self.vocab_size = seq_len, vocab_size
+        self.mask_prob, self.max_predictions = mask_prob, max_predictions
 
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng(self.seed * 100003 + index)
+    def make(self, rng, index: int):
         n, low = self.seq_len, len(files.SPECIAL)
         ids = rng.integers(low, self.vocab_size, n, dtype="int64")
         first = (n - 3) // 2

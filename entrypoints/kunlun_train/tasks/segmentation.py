@@ -23,7 +23,7 @@ import paddle
 
 from ..datasets import segmentation as lists
 from ..errors import TrainError
-from . import Metric
+from . import Metric, synthetic
 from . import Task as BaseTask
 
 # Paddle's BatchNorm says so on every training forward pass; it is how PaddleSeg trains anyway.
@@ -132,19 +132,15 @@ class ListDataset(paddle.io.Dataset):
         return data["img"].astype("float32"), data["label"].astype("int64"), np.int64(index), info
 
 
-class SyntheticDataset(paddle.io.Dataset):
-    """Random normalised images and random masks, the same every run (seeded per index): a smoke
-    test of the pipeline at the training input size."""
+class SyntheticDataset(synthetic.Seeded):
+    """Random normalised images and random masks, the same every run: a smoke test of the pipeline
+    at the training input size."""
 
     def __init__(self, count: int, size: list[int], classes: int, seed: int):
-        super().__init__()
-        self.count, self.size, self.classes, self.seed = count, size, classes, seed
+        super().__init__(count, seed)
+        self.size, self.classes = size, classes
 
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng(self.seed * 100003 + index)
+    def make(self, rng, index: int):
         width, height = self.size
         image = rng.standard_normal((3, height, width), dtype="float32")
         mask = rng.integers(0, self.classes, (height, width), dtype="int64")
