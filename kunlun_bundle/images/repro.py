@@ -227,5 +227,10 @@ def untag(m: Matrix, model_layers: list, names) -> None:
         namespaced = m.model_copy(update={"namespace_override": f"{m.namespace}repro-{name}"})
         for top in model_layers:
             for layer in chain.model_layer(namespaced, top.name, top.flavour, top.arch).ancestry():
-                with contextlib.suppress(Exception):
-                    client.images.remove(layer.image, noprune=False)
+                repository = layer.image.rsplit(":", 1)[0]
+                # every tag of the pass's repository: the base also gets a dated tag when built
+                tags = [t for image in client.images.list(name=repository) for t in image.tags
+                        if t.rsplit(":", 1)[0] == repository] or [layer.image]
+                for tag in tags:
+                    with contextlib.suppress(Exception):
+                        client.images.remove(tag, noprune=False)
