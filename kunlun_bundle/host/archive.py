@@ -22,11 +22,9 @@ CHUNK = 1 << 20
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """A file's sha256 (hex), read in blocks: the one file digest of the bundle."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Optional
 
 from ..errors import BuildError
+from ..host.archive import sha256_of
 
 FINAL_STAGE = ("ADD", "COPY", "ENV", "LABEL", "USER", "WORKDIR", "ENTRYPOINT", "CMD")
 
@@ -351,14 +352,6 @@ def copy_layer(ins: Instruction, sources: Sources, epoch: int) -> Layer:
     return layer
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
-
-
 @dataclass
 class Assembled:
     image: Image
@@ -377,7 +370,7 @@ def assemble(stage: Stage, parent: Image, sources: Sources, scratch: Path) -> As
             if dst != "/" or stage.base != "scratch" or not src.endswith(".tar") or src not in sources.context:
                 raise BuildError(f"line {ins.line}: ADD is only `ADD <rootfs>.tar /` on scratch")
             path = sources.context[src][0].path
-            layers.append((sha256_file(path), path))
+            layers.append(("sha256:" + sha256_of(path), path))
         elif ins.keyword == "COPY":
             layer = copy_layer(ins, sources, image.epoch)
             fd, name = tempfile.mkstemp(dir=scratch, suffix=".layer.tar")

@@ -8,7 +8,6 @@ on the command line) is used instead of downloading, and the directories in $KUN
 under `sources:` in ~/.config/kunlun-bundle/config.yaml are looked in before downloading."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import urllib.error
@@ -21,17 +20,10 @@ import yaml
 from .. import ui
 from ..errors import HashMismatchError, InputError
 from ..host import cache
+from ..host.archive import sha256_of
 from .lock import Wheel
 
 CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(path: Path, expected: str, name: Optional[str] = None, origin: Optional[str] = None) -> None:
