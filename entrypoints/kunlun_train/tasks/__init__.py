@@ -195,14 +195,18 @@ TASKS = {
         synthetic="masked-LM + next-sentence pretraining on random token ids", engine=True, vocabulary=True),
     "detection": Spec(
         "detection",
-        "a VOC directory (roadsign style): train.txt with '<image> <annotation.xml>' lines, "
-        "label_list.txt (one class per line), annotations/*.xml, images/",
-        {"DataLoader": {"train_list": "train.txt", "label_list": "label_list.txt"}}),
+        "a VOC directory (roadsign style): train.txt (and valid.txt for evaluation) with "
+        "'<image> <annotation.xml>' lines, label_list.txt (one class per line), annotations/*.xml, images/",
+        {"DataLoader": {"train_list": "train.txt", "val_list": "valid.txt", "label_list": "label_list.txt"}},
+        engine=True, data_check="voc"),
     "instance-segmentation": Spec(
         "detection",
         "a COCO directory: annotations/instances_train.json (images, annotations with bbox and polygon "
-        "segmentation, categories) and the images under train/",
-        {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train"}}),
+        "segmentation, categories) with the images under train/, and for evaluation "
+        "annotations/instances_val.json with its images under val/",
+        {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train",
+                        "val_annotations": "annotations/instances_val.json", "val_image_dir": "val"}},
+        engine=True, data_check="coco"),
 }
 
 
