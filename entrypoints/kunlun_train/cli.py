@@ -335,12 +335,6 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     if args.command == "predict":
         from . import predict
         return predict.run(task_class(recipe, None, world), args, device, say)
-    if not args.spec.engine:   # a task not on the engine yet: its own loop (trainers/)
-        if args.command != "train":
-            raise TrainError(f"`{args.command}` is not available for task {recipe['Bundle'].get('task')} yet")
-        from .trainers import legacy
-        return legacy.train(task_class, args, recipe, world, device, say, started)
-
     from .engine import Engine
     task = task_class(recipe, getattr(args, "data", None), world)
     engine = Engine(task, recipe, args, world, device, say)

@@ -147,12 +147,12 @@ class Task(abc.ABC):
 
 @dataclass(frozen=True)
 class Spec:
-    module: str                  # tasks/<module>.py (engine adapters) or trainers/<module>.py (legacy)
+    module: str                  # tasks/<module>.py, the task's adapter
     data_help: str               # what --data expects, for --help and errors
     defaults: dict = field(default_factory=dict)   # recipe keys every model of the task has
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
-    engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
+    engine: bool = True          # trains through engine.Engine (every task does since the detection tasks moved)
     # datasets/<module>.check(recipe, data, command): the mounted dataset parsed before Paddle is imported
     data_check: str | None = None
     examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
@@ -224,8 +224,5 @@ def check_data(name: str, recipe: dict, data: str, command: str) -> None:
 
 
 def adapter(name: str) -> type:
-    """The task's class: a Task subclass (engine) or a legacy trainers/ Trainer."""
-    s = spec(name)
-    package = __name__ if s.engine else __name__.rsplit(".", 1)[0] + ".trainers"
-    module = importlib.import_module(f"{package}.{s.module}")
-    return module.Task if s.engine else module.Trainer
+    """The task's class, a Task subclass run by engine.Engine."""
+    return importlib.import_module(f"{__name__}.{spec(name).module}").Task
