@@ -411,18 +411,35 @@ class Task(BaseTask):
 
     # --- model and loss ------------------------------------------------------------------------
     def build_model(self):
+        cfg = self.cfg()   # first: it imports ppdet quietly
         from ppdet.core import workspace
-        cfg = self.cfg()
         return workspace.create(cfg.architecture)
 
     def loss(self, model, batch):
         return model(batch)["loss"]
 
+    # --- checkpoints: the class names travel with the weights --------------------------------------
+    LABELS = "label_list.txt"
+
+    def save_extra(self, directory) -> None:
+        """label_list.txt beside the weights (and the exported model): `export` and `eval` of a
+        checkpoint build the head for its classes without the dataset."""
+        names = self.class_names or [str(i) for i in range(self.classes)]
+        (Path(directory) / self.LABELS).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+
+    def load_extra(self, directory) -> None:
+        file = Path(directory) / self.LABELS
+        if file.is_file() and self.train_samples is None:
+            names = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if names and self._cfg is None:
+                self.class_names, self.classes = names, len(names)
+
     # --- evaluation ----------------------------------------------------------------------------
     def metric(self) -> Metric:
         if self.masks:
             from ppdet.data.source.category import get_categories
-            clsid2catid, _ = get_categories("COCO", str(self.eval_annotations))
+            with contextlib.redirect_stdout(io.StringIO()):   # pycocotools says it is loading the file
+                clsid2catid, _ = get_categories("COCO", str(self.eval_annotations))
             return COCOAP(self.eval_annotations, clsid2catid)
         m = self.recipe.get("Metric", {})
         return VOCMap(Path(self.data) / self.recipe["DataLoader"]["label_list"], self.classes,
@@ -465,7 +482,9 @@ class Task(BaseTask):
                 "use_dynamic_shape": self.masks, "arch": "MaskRCNN" if self.masks else "YOLO",
                 "min_subgraph_size": 3 if not self.masks else 40,
                 "Preprocess": [{"type": name, **kwargs} for spec in self.eval_specs for name, kwargs in spec.items()
-                               if name != "Decode"],
+                               if name != "Decode"]
+                + [{"type": "PadStride", "stride": kwargs.get("pad_to_stride", 0)}   # what export_utils writes for it
+                   for spec in self.eval_batch_specs for name, kwargs in spec.items() if name == "PadBatch"],
                 "label_list": self.class_names or [str(i) for i in range(self.classes)],
                 "outputs": ["bbox", "bbox_num", "mask"] if self.masks else ["bbox", "bbox_num"]}
 
@@ -473,11 +492,17 @@ class Task(BaseTask):
         """PaddleDetection's deploy pipeline (deploy/python/infer.py): Decode, the Preprocess operators,
         the model (its NMS inside), boxes above draw_threshold; for Mask R-CNN each image's instance
         masks are also written as a PNG of instance ids (0 = background) in the image's own size."""
+        import_ppdet()
         from ppdet.data import transform
         ops = [transform.Decode()]
         for item in config.get("Preprocess", []):
             item = dict(item)
-            ops.append(getattr(transform, item.pop("type"))(**item))
+            name = item.pop("type")
+            if name == "PadStride":   # the deploy tool's name for the reader's PadBatch: the wheel's PadBatch on one image
+                pad = transform.PadBatch(pad_to_stride=int(item.get("stride", 0)))
+                ops.append(lambda sample, pad=pad: pad([sample])[0])
+            else:
+                ops.append(getattr(transform, name)(**item))
         names = labels or dict(enumerate(config.get("label_list") or []))
         threshold = float(getattr(args, "threshold", None) or config.get("draw_threshold", 0.5))
         where = None
@@ -518,7 +543,9 @@ class Task(BaseTask):
                 from PIL import Image
                 Image.fromarray(ids).save(target)
                 result["mask"] = str(target)
+            top = sorted(boxes, key=lambda b: -b["score"])[:5]
             summary = "; ".join(f"{b.get('name', b['class'])} {b['score']:.2f} "
-                                f"[{', '.join(f'{v:.0f}' for v in b['box'])}]" for b in boxes) or "no boxes"
+                                f"[{', '.join(f'{v:.0f}' for v in b['box'])}]" for b in top) or "no boxes"
+            summary += f"; {len(boxes) - len(top)} more" if len(boxes) > len(top) else ""
             yield path, result, f"{len(boxes)} boxes (score >= {threshold:g}): {summary}" + \
                 (f" | mask {result['mask']}" if "mask" in result else "")
