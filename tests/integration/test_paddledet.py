@@ -136,3 +136,117 @@ def test_two_data_parallel_workers(built):
     steps, summary = training(result.stdout)
     assert summary["workers"] == 2 and summary["loss_finite"] and finite(steps)
     assert summary["batch_size"] == 4 and [s for s, _, _ in steps] == [1, 2]
+
+
+# --- the engine: a detector learns, evaluates, exports and predicts -----------------------------
+# The smallest configuration that shows learning: YOLOv3-MobileNetV1 (of the two YOLOs, the one a
+# CPU trains in minutes) at 96 px on one red square a picture in grey noise (32 training images,
+# 16 for validation, one class), the VOC recipe's reader, optimizer and schedule shape, except a
+# rate for a run this short: base 0.006 as written (no linear scaling from the 64-image reference
+# batch), 120 steps of 8 that the recipe's 270 epochs of 4 steps are fitted to (decays x0.1 at steps
+# 96 and 108), the warm-up 216 recipe iterations, i.e. 24 steps of this run.
+LEARN = ["--steps", "120", "--eval-every", "60", "-o", "Global.image_size=96",
+         "-o", "Train.batch_transforms.BatchRandomResize.target_size=[96]",
+         "-o", "Optimizer.lr.reference_batch=null", "-o", "Optimizer.lr.learning_rate=0.006",
+         "-o", "Optimizer.lr.warmup_steps=216"]
+
+
+@pytest.fixture(scope="module")
+def learned(built, tmp_path_factory):
+    """YOLOv3-MobileNetV1 trained on the square set, its final weights exported at the end."""
+    # Subdirectories: pytest's own are private to root, the container's user must read and write these.
+    data = voc_sample.learnable(tmp_path_factory.mktemp("squares") / "squares")
+    out = tmp_path_factory.mktemp("learned") / "out"
+    result = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+                    "--", *LEARN, "--export", "/output/inference")
+    return data, out, result.stdout
+
+
+def test_a_detector_learns_to_a_voc_map_of_at_least_0_25(learned):
+    """VOC mAP@0.5 (11-point, PaddleDetection's VOCMetric) on valid.txt after 120 steps >= 0.25.
+    Why 0.25: an untrained YOLOv3-MobileNetV1 scores 0.002-0.05 on this set (its random boxes rarely
+    overlap the square by IoU 0.5), measured over seeds; trained as here it reached 0.34-0.73 in our
+    runs (0.38-0.73 across seeds in the first measurements), so 0.25 is five times the untrained
+    model's best and still below the worst trained run. A perfect score needs far longer training
+    than a test can take (YOLOv3's confidence is slow to calibrate from scratch)."""
+    data, out, output = learned
+    steps, summary = training(output)
+    assert [s for s, _, _ in steps] == list(range(1, 121))
+    evals = evaluations(output)
+    assert [s for s, _ in evals] == [60, 120]
+    print(f"\nmAP by step: {[(s, m['mAP']) for s, m in evals]}")
+    assert summary["best"]["metric"] == "mAP" and summary["best"]["value"] >= 0.25, output
+    assert set(summary["metric"]) == {"mAP", "samples", "seconds"} and summary["metric"]["samples"] == 16
+    assert steps[-1][2] < steps[0][2] / 4                                     # the loss fell
+    assert "schedule: Piecewise 0.006 over 120 steps, then 0.0006 from step 96, 6e-05 from step 108, " \
+           "linear warm-up from 0 over 24 steps" in output
+    assert sorted(p.name for p in out.iterdir()) == ["best", "ckpt-000120", "inference", "metrics.jsonl", "vdl"]
+
+
+def test_the_export_is_paddledetections_inference_model_with_its_infer_cfg(learned):
+    _, out, _ = learned
+    files = sorted(p.name for p in (out / "inference").iterdir())
+    assert files == ["inference.json", "inference.pdiparams", "inference.yml", "label_list.txt"]
+    config = json.loads((out / "inference/inference.yml").read_text())
+    assert config["arch"] == "YOLO" and config["metric"] == "VOC" and config["label_list"] == ["square"]
+    assert [p["type"] for p in config["Preprocess"]] == ["Resize", "NormalizeImage", "Permute"]
+    assert config["Preprocess"][0]["target_size"] == [96, 96]
+
+
+def test_eval_and_predict_find_the_squares(learned):
+    """`eval` of the best weights gives the best evaluation's mAP; `predict` with the exported model
+    (Paddle Inference, the model's own NMS inside) at the evaluation's score floor (0.01: YOLOv3's
+    confidence is still low after 120 steps, though its ranking is what mAP measures) has, for most
+    validation images, a `square` box overlapping the true square by IoU >= 0.5, and often it is the
+    top-scoring box (measured: 16 and 10 of 16 at mAP 0.41)."""
+    data, out, output = learned
+    best = training(output)[1]["best"]
+    evaluated = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+                       "--", "eval", "--weights", "/output/best", *LEARN[4:6])
+    summary = json.loads(next(line for line in evaluated.stdout.splitlines() if '"event": "eval summary"' in line))
+    assert summary["metric"]["mAP"] == pytest.approx(best["value"], abs=1e-6)
+
+    predicted = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+                       "--", "predict", "--input", "/data/images", "--threshold", "0.01",
+                       "--save", "/output/predict.jsonl")
+    assert "[yolov3-mobilenetv1] predict /data/images/valid_000.png | " in predicted.stdout
+    results = {Path(r["input"]).name: r for r in map(json.loads, (out / "predict.jsonl").read_text().splitlines())}
+    assert len(results) == 48
+    found = top = 0
+    for line in (data / "valid.txt").read_text().splitlines():
+        image, xml = line.split()
+        text = (data / xml).read_text()
+        truth = [float(text.split(f"<{k}>")[1].split("<")[0]) for k in ("xmin", "ymin", "xmax", "ymax")]
+        boxes = [b for b in results[Path(image).name]["boxes"] if b["name"] == "square"]
+        found += any(iou(b["box"], truth) >= 0.5 for b in boxes)
+        top += bool(boxes) and iou(max(boxes, key=lambda b: b["score"])["box"], truth) >= 0.5
+    assert found >= 12 and top >= 5, f"a box on {found}, the top box on {top} of 16 validation squares"
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def test_mask_rcnn_evaluates_coco_ap_exports_and_predicts_masks(built, tmp_path):
+    """Two steps on cocome with its validation split: COCO bbox and segm AP from pycocotools (through
+    ppdet's coco_utils), the export with its PadStride preprocessing, and `predict` writing a mask PNG
+    per image (no learning asked of Mask R-CNN here: it is the costliest model to train on a CPU)."""
+    data = coco_sample.coco(tmp_path / "cocome", images=4, val=True)
+    out = tmp_path / "out"
+    result = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
+                    "--", "--steps", "2", "--eval-every", "2", "--export", "/output/inference", *MASK_SMALL)
+    summary = training(result.stdout)[1]
+    assert summary["data"] == "4 images, 6 instances, 2 classes from COCO instances_train.json; 4 for validation"
+    assert set(summary["metric"]) == {"bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50", "samples", "seconds"}
+    assert summary["best"]["metric"] == "bbox_AP" and "loading annotations" not in result.stdout
+    config = json.loads((out / "inference/inference.yml").read_text())
+    assert config["arch"] == "MaskRCNN" and config["Preprocess"][-1] == {"type": "PadStride", "stride": 32}
+    predicted = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
+                       "--", "predict", "--input", "/data/val", "--save", "/output/predict.jsonl")
+    assert "[mask-rcnn] predict /data/val/000000.png | " in predicted.stdout
+    results = [json.loads(line) for line in (out / "predict.jsonl").read_text().splitlines()]
+    assert len(results) == 4 and all(r["mask"].startswith("/output/masks/") for r in results)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:06d}.png" for i in range(4)]
