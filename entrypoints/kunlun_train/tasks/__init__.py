@@ -198,7 +198,15 @@ TASKS = {
         "a VOC directory (roadsign style): train.txt (and valid.txt for evaluation) with "
         "'<image> <annotation.xml>' lines, label_list.txt (one class per line), annotations/*.xml, images/",
         {"DataLoader": {"train_list": "train.txt", "val_list": "valid.txt", "label_list": "label_list.txt"}},
-        engine=True, data_check="voc"),
+        engine=True, data_check="voc", examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 steps on synthetic images\n"
+            "  docker run --rm -v $PWD/roadsign_voc:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
+            "      --data /data --output /output --epochs 40 --pretrained /data/yolov3_coco.pdparams\n"
+            "  docker run --rm -v ... kunlun/{model} eval --data /data --weights /output/best   # VOC mAP@0.5 on valid.txt\n"
+            "  docker run --rm -v ... kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v ... kunlun/{model} predict --model /output/inference --input /data/images --threshold 0.3\n"
+            "  invoke run {model} --data D --output O -- --epochs 40   (mounts filled in for you)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
     "instance-segmentation": Spec(
         "detection",
         "a COCO directory: annotations/instances_train.json (images, annotations with bbox and polygon "
@@ -206,7 +214,16 @@ TASKS = {
         "annotations/instances_val.json with its images under val/",
         {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train",
                         "val_annotations": "annotations/instances_val.json", "val_image_dir": "val"}},
-        engine=True, data_check="coco"),
+        engine=True, data_check="coco", examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 steps on synthetic images\n"
+            "  docker run --rm -v $PWD/coco:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
+            "      --data /data --output /output --epochs 12 -o DataLoader.image_dir=train2017 \\\n"
+            "      -o DataLoader.val_image_dir=val2017 -o DataLoader.val_annotations=annotations/instances_val2017.json\n"
+            "  docker run --rm -v ... kunlun/{model} eval --data /data --weights /output/best   # COCO bbox and segm AP\n"
+            "  docker run --rm -v ... kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v ... kunlun/{model} predict --model /output/inference --input /data/val --masks /output/masks\n"
+            "  invoke run {model} --data D --output O -- --epochs 12   (mounts filled in for you)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
 }
 
 
