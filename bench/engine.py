@@ -59,7 +59,7 @@ def pipeline(data: Path, rounds: int, batch: int, size: int, steps: int) -> dict
     loader = PIPELINE_SCRIPT.format(batch=batch, size=size)
     alone = {}
     for workers in (1, 2):
-        out = docker_run("-c", loader, str(workers), volumes={str(data): "/data:ro"}, entrypoint="python")
+        out = docker_run(image("resnet50"), "-c", loader, str(workers), volumes={str(data): "/data:ro"}, entrypoint="python")
         alone[workers] = json.loads(out.strip().splitlines()[-1])
     step = statistics.median(real)
     return {"model": "resnet50", "batch": batch, "image_size": size, "steps": steps, "rounds": rounds,

@@ -207,3 +207,25 @@ def test_the_patches_apply_to_the_locked_paddledet_wheel(matrix, tmp_path, arch)
         assert len(re.findall(r"append\(paddle\.shape\(\w+\)\[0:1\]\)", text)) == count
         assert not re.search(r"append\(paddle\.shape\(\w+\)\[0\]\)", text)   # no 0-D count is left
         compile(text, source, "exec")
+    ops = (site / "ppdet/modeling/ops.py").read_text()          # 0002: the NMS's PIR branch, before the legacy ones
+    nms = ops[ops.index("def multiclass_nms("):ops.index("def matrix_nms(")]
+    assert nms.index("if paddle.framework.in_pir_mode():") < nms.index("if in_dynamic_mode():")
+    assert "paddle._C_ops.multiclass_nms3(" in nms
+    compile(ops, "ops.py", "exec")
+    post = (site / "ppdet/modeling/post_process.py").read_text()   # 0003: get_pred's counts and scales stay 1-D
+    assert "bbox_num_i = bbox_num[i:i + 1]" in post and "bbox_num_i = bbox_num[i]\n" not in post
+    assert "scale_y, scale_x = scale_factor[i][0:1], scale_factor[i][1:2]" in post
+    compile(post, "post_process.py", "exec")
+
+
+def test_check_reads_the_validation_split_when_there_is_one(tmp_path):
+    from kunlun_train.datasets import coco as reader
+    recipe = {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train",
+                             "val_annotations": "annotations/instances_val.json", "val_image_dir": "val"}}
+    root = sample.coco(tmp_path / "cocome", images=2, val=True)
+    reader.check(recipe, root, "train")
+    reader.check(recipe, root, "eval")
+    (root / "val" / "000001.png").unlink()
+    reader.coco_dataset.cache_clear()   # parsed once a process (the check, then the task): the files changed
+    with pytest.raises(TrainError, match=r"instances_val.json: image id 2: val/000001.png not found"):
+        reader.check(recipe, root, "train")

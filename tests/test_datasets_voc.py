@@ -156,3 +156,28 @@ def test_an_empty_box(road):
 def test_a_missing_directory():
     with pytest.raises(TrainError, match="not a directory"):
         parse("/nonexistent/roadsign")
+
+
+RECIPE = {"DataLoader": {"train_list": "train.txt", "val_list": "valid.txt", "label_list": "label_list.txt"}}
+
+
+def test_check_reads_the_validation_list_when_there_is_one(tmp_path):
+    root = sample.learnable(tmp_path / "squares", train=3, val=2, size=32)
+    voc.check(RECIPE, root, "train")
+    (root / "valid.txt").write_text("images/valid_000.png annotations/missing.xml\n")
+    voc.voc_dataset.cache_clear()   # parsed once a process (the check, then the task): the file changed
+    with pytest.raises(TrainError, match=r"valid.txt:1: annotation annotations/missing.xml not found"):
+        voc.check(RECIPE, root, "train")
+
+
+def test_check_without_a_validation_list_trains_but_does_not_evaluate(road):
+    voc.check(RECIPE, road, "train")
+    with pytest.raises(TrainError, match="valid.txt"):
+        voc.check(RECIPE, road, "eval")
+
+
+def test_the_learnable_set_has_one_square_a_picture(tmp_path):
+    root = sample.learnable(tmp_path / "squares", train=4, val=2, size=48)
+    train, val = parse(root), voc.voc_dataset(root, "valid.txt", "label_list.txt")
+    assert train.classes == ["square"] and len(train.samples) == 4 and len(val.samples) == 2
+    assert all(len(s.boxes) == 1 and 12 <= s.boxes[0].xmax - s.boxes[0].xmin <= 22 for s in train.samples)

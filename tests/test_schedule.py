@@ -96,6 +96,14 @@ def test_a_run_shorter_than_the_warmup_still_reaches_the_base_rate():
     assert plan.warmup_steps < 10 and plan.lr_at(plan.warmup_steps) == pytest.approx(0.1)
 
 
+def test_a_warmup_longer_than_the_recipe_spans_the_recipe():
+    """YOLOv3's 4000 warm-up iterations on a set whose 270 epochs are 2160 steps: all warm-up, scaled."""
+    lr = {"name": "Piecewise", "learning_rate": 0.001, "decay_epochs": [216, 243], "warmup_steps": 4000}
+    size = schedule.Length(steps_per_epoch=8, nominal_steps=2160, run_steps=216)
+    plan = schedule.plan(lr, size)
+    assert plan.warmup_steps == 216 - 1 and plan.boundaries == [173, 194]
+
+
 def test_the_linear_scaling_rule_follows_the_global_batch():
     """A recipe tuned for 4 cards x 64 run at batch 16: every rate x 16/256."""
     plan = schedule.plan({**RESNET50, "reference_batch": 256}, length(), global_batch=16)

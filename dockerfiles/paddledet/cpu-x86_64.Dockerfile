@@ -15,6 +15,10 @@ RUN pip install --no-index --no-deps --require-hashes --no-cache-dir --disable-p
 COPY patches/ /tmp/kunlun/patches/
 RUN patch --directory=/opt/kunlun/suites/paddledet --strip=1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
         --input=/tmp/kunlun/patches/0001-rpn-0d-shape-concat.patch
+RUN patch --directory=/opt/kunlun/suites/paddledet --strip=1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
+        --input=/tmp/kunlun/patches/0002-multiclass-nms-pir.patch
+RUN patch --directory=/opt/kunlun/suites/paddledet --strip=1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
+        --input=/tmp/kunlun/patches/0003-bbox-post-process-0d.patch
 # Bytecode compiled here, in place and after the patches: pip --target compiles in a temporary
 # directory whose random name the .pyc files would record. Checked-hash .pyc (SOURCE_DATE_EPOCH); like
 # pip, a file that does not compile (vendored code for another Python) is left as source.

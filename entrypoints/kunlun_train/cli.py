@@ -140,6 +140,8 @@ def parser(model: str, data_help: str, synthetic: str, names: list[str],
     predict.add_argument("--labels", metavar="FILE", help="label names: '<id> <name>' or one name per line")
     predict.add_argument("--topk", type=int, default=None, metavar="K", help="how many classes to show")
     predict.add_argument("--save", metavar="FILE", help="also write the results as JSON lines")
+    predict.add_argument("--threshold", type=float, metavar="T", help="detection: keep boxes scoring at least T "
+                         "(default: the exported inference.yml's draw_threshold, 0.5)")
     predict.add_argument("--masks", metavar="DIR", help="segmentation: write each input's predicted mask here, a PNG "
                          "of class ids (default: OUTPUT/masks, else masks/ beside --save)")
 
@@ -335,12 +337,6 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     if args.command == "predict":
         from . import predict
         return predict.run(task_class(recipe, None, world), args, device, say)
-    if not args.spec.engine:   # a task not on the engine yet: its own loop (trainers/)
-        if args.command != "train":
-            raise TrainError(f"`{args.command}` is not available for task {recipe['Bundle'].get('task')} yet")
-        from .trainers import legacy
-        return legacy.train(task_class, args, recipe, world, device, say, started)
-
     from .engine import Engine
     task = task_class(recipe, getattr(args, "data", None), world)
     engine = Engine(task, recipe, args, world, device, say)

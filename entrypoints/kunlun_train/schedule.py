@@ -105,8 +105,11 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
     base = float(lr["learning_rate"]) * k
     total = size.run_steps
 
-    def at(key_epochs: str, key_steps: str) -> list[int] | None:
-        """Positions given in epochs or steps of the recipe, as steps of this run."""
+    def at(key_epochs: str, key_steps: str, clamp: bool = False) -> list[int] | None:
+        """Positions given in epochs or steps of the recipe, as steps of this run. clamp (the warm-up):
+        a position beyond the recipe's length is its end. PaddleDetection counts its warm-up in
+        iterations (YOLOv3: 4000) whatever the dataset; on a set so small that the whole recipe is
+        shorter, the warm-up spans all of it instead of failing."""
         if lr.get(key_epochs) is not None:
             raw = lr[key_epochs] if isinstance(lr[key_epochs], list) else [lr[key_epochs]]
             nominal = [float(e) * size.steps_per_epoch for e in raw]
@@ -115,12 +118,14 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
             nominal = [float(s) for s in raw]
         else:
             return None
+        if clamp:
+            nominal = [min(n, float(size.nominal_steps)) for n in nominal]
         if any(n > size.nominal_steps for n in nominal):
             raise TrainError(f"Optimizer.lr.{key_epochs if lr.get(key_epochs) is not None else key_steps}={raw}: "
                              "beyond the recipe's length (Global.epochs / Global.iters)")
         return [min(total, int(round(n * size.scale))) for n in nominal]
 
-    warmup = (at("warmup_epoch", "warmup_steps") or [0])[0]
+    warmup = (at("warmup_epoch", "warmup_steps", clamp=True) or [0])[0]
     if lr.get("warmup_proportion") is not None:
         # PaddleNLP's LinearDecayWithWarmup(warmup=0.1): a fraction of the run's steps, floor(0.1 x total).
         if lr.get("warmup_epoch") is not None or lr.get("warmup_steps") is not None:

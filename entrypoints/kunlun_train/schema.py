@@ -143,6 +143,24 @@ SCHEMAS: dict[str, Section] = {
         Train=section(transforms=section(open=True)),
         Eval=section(open=True),
         Normalize=section(mean=Key("list", items="float", length=3), std=Key("list", items="float", length=3))),
+    "detection": common(
+        Global=section(**GLOBAL, image_size=Key("int", min=32, null=True), synthetic_samples=POSITIVE,
+                       eval_every=Key("int", min=1, null=True)),
+        Arch=section(config=Key("str"), num_classes=POSITIVE),
+        DataLoader=section(**DATALOADER, train_list=Key("str"), val_list=Key("str", null=True), label_list=Key("str")),
+        # ppdet.data.transform operators by name, their arguments as they are
+        Train=section(sample_transforms=section(open=True), batch_transforms=section(open=True)),
+        Eval=section(sample_transforms=section(open=True), batch_transforms=section(open=True)),
+        Metric=section(map_type=Key("str", choices=("11point", "integral")),
+                       overlap_thresh=Key("float", min=0, max=1))),
+    "instance-segmentation": common(
+        Global=section(**GLOBAL, image_size=Key("int", min=32, null=True), synthetic_samples=POSITIVE,
+                       eval_every=Key("int", min=1, null=True)),
+        Arch=section(config=Key("str"), num_classes=POSITIVE),
+        DataLoader=section(**DATALOADER, annotations=Key("str"), image_dir=Key("str"),
+                           val_annotations=Key("str", null=True), val_image_dir=Key("str", null=True)),
+        Train=section(sample_transforms=section(open=True), batch_transforms=section(open=True)),
+        Eval=section(sample_transforms=section(open=True), batch_transforms=section(open=True))),
     "language-model": common(
         Global=section(**GLOBAL, synthetic_samples=POSITIVE, objective=Key("str", choices=("classification", "pretraining"))),
         Arch=section(name=Key("str", choices=("bert", "ernie")), config=Key("str"), num_classes=Key("int", min=2),

@@ -18,7 +18,7 @@ MATRIX = matrix.load(ROOT / "matrix.yaml")
 # Where test_publish.py tags the images it publishes (a matrix copy of its own).
 PUBLISH_NAMESPACE = f"{MATRIX.namespace}pubtest"
 # [resnet50] step 3/10 | epoch 1 | loss 6.912345 | lr 0.1 | 4.05 images/s | 0.494 s/step | cpu x2
-# (the trainers not yet on the engine print no epoch and lr)
+# (epoch and lr optional: StepLog prints them only when given, as every task on the engine does)
 STEP = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] step (?P<step>\d+)/(?P<total>\d+)(?: \| epoch (?P<epoch>\d+))? "
                   r"\| loss (?P<loss>\S+)(?: \| lr (?P<lr>\S+))? \| "
                   r"(?P<rate>\S+) (?P<unit>[a-z /]+/s) \| (?P<seconds>\S+) s/step \| (?P<device>.+)$")

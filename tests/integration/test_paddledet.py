@@ -1,10 +1,13 @@
-"""PaddleDetection's YOLOv3 (DarkNet53, MobileNetV1) and Mask R-CNN R50-FPN in their images: synthetic
-data, a roadsign-style VOC dataset and a cocome-style COCO dataset, malformed ones, checkpoints and
-two data-parallel workers. Small inputs (-o Global.image_size=64) keep the YOLO runs to seconds; Mask
-R-CNN's cost is mostly its RoI heads (512 sampled RoIs per image), so its runs take about a minute.
-Slow (builds images); marked `docker`."""
+"""PaddleDetection's YOLOv3 (DarkNet53, MobileNetV1) and Mask R-CNN R50-FPN on the training engine in
+their images: synthetic data, a roadsign-style VOC dataset and a cocome-style COCO dataset, malformed
+ones, checkpoints and two data-parallel workers; then a detector learns (VOC mAP from an untrained
+model's level to >= 0.25), exports and predicts, and Mask R-CNN evaluates (COCO bbox and segm AP),
+exports and predicts masks. Small inputs (the resize operators' target_size, -o) keep the YOLO runs
+to seconds; Mask R-CNN's cost is mostly its RoI heads (512 sampled RoIs per image), so its runs take
+about a minute. Slow (builds images); marked `docker`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,12 +15,19 @@ import pytest
 from tests.sample_data import coco as coco_sample
 from tests.sample_data import voc as voc_sample
 
-from .helpers import docker, image, invoke, training
+from .helpers import docker, evaluations, image, invoke, training
 
 pytestmark = pytest.mark.docker
 YOLO = ["yolov3-mobilenetv1", "yolov3-darknet53"]
 MODELS = [*YOLO, "mask-rcnn"]
-SMALL = ["-o", "Global.image_size=64"]
+# The recipes' resize operators at 64 px (upstream: multi-scale 320-608 for YOLOv3, short side 640-800 for Mask R-CNN).
+YOLO_SMALL = ["-o", "Global.image_size=64", "-o", "Train.batch_transforms.BatchRandomResize.target_size=[64]"]
+MASK_SMALL = ["-o", "Train.sample_transforms.RandomResize.target_size=[[64, 96]]",
+              "-o", "Eval.sample_transforms.Resize.target_size=[64, 96]"]
+
+
+def small(model: str) -> list[str]:
+    return MASK_SMALL if model == "mask-rcnn" else YOLO_SMALL
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +49,19 @@ def finite(steps) -> bool:
     return all(loss == loss and abs(loss) < 1e6 for _, _, loss in steps)
 
 
-def test_the_suite_layer_carries_the_reviewed_patch(built):
-    result = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", image("mask-rcnn"), "-c",
-                    r"num.*append(paddle.shape(.*)\[0:1\])",
-                    "/opt/kunlun/suites/paddledet/ppdet/modeling/proposal_generator/target.py")
-    assert result.stdout.strip() == "3"
+def test_the_suite_layer_carries_the_reviewed_patches(built):
+    suite = "/opt/kunlun/suites/paddledet/ppdet/modeling"
+    for pattern, file, count in ((r"num.*append(paddle.shape(.*)\[0:1\])", "proposal_generator/target.py", "3"),
+                                 ("paddle.framework.in_pir_mode()", "ops.py", "1"),
+                                 (r"bbox_num_i = bbox_num\[i:i + 1\]", "post_process.py", "1")):
+        result = docker("run", "--rm", "--network", "none", "--entrypoint", "grep", image("mask-rcnn"), "-c",
+                        pattern, f"{suite}/{file}")
+        assert result.stdout.strip() == count, file
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_trains_on_synthetic_data(built, model):
-    result = docker("run", "--rm", "--network", "none", image(model), "--steps", "2", *SMALL)
+    result = docker("run", "--rm", "--network", "none", image(model), "--steps", "2", *small(model))
     steps, summary = training(result.stdout)
     assert [(s, total) for s, total, _ in steps] == [(1, 2), (2, 2)] and finite(steps)
     assert summary["loss_finite"] and summary["data"] == "synthetic" and summary["unit"] == "images/s"
@@ -58,14 +71,14 @@ def test_trains_on_synthetic_data(built, model):
 
 @pytest.mark.parametrize("model", YOLO)
 def test_yolov3_trains_on_a_voc_dataset(built, model, roadsign):
-    result = invoke("run", model, "--data", str(roadsign), "--", "--steps", "2", *SMALL)
+    result = invoke("run", model, "--data", str(roadsign), "--", "--steps", "2", *YOLO_SMALL)
     steps, summary = training(result.stdout)
     assert [s for s, _, _ in steps] == [1, 2] and finite(steps)
     assert summary["data"] == "4 images, 6 boxes, 4 classes from a VOC list file"
 
 
 def test_mask_rcnn_trains_on_a_coco_dataset(built, cocome):
-    result = invoke("run", "mask-rcnn", "--data", str(cocome), "--", "--steps", "2", *SMALL)
+    result = invoke("run", "mask-rcnn", "--data", str(cocome), "--", "--steps", "2", *MASK_SMALL)
     steps, summary = training(result.stdout)
     assert [s for s, _, _ in steps] == [1, 2] and finite(steps)
     assert summary["data"] == "4 images, 6 instances, 2 classes from COCO instances_train.json"
@@ -74,7 +87,8 @@ def test_mask_rcnn_trains_on_a_coco_dataset(built, cocome):
 def test_a_malformed_voc_annotation_exits_2_naming_file_and_line(built, roadsign):
     xml = roadsign / "annotations/road1.xml"
     xml.write_text(xml.read_text().replace("<name>trafficlight</name>", "<name>traffic light</name>"))
-    result = invoke("run", "yolov3-darknet53", "--data", str(roadsign), "--", "--steps", "1", *SMALL, check=False)
+    result = invoke("run", "yolov3-darknet53", "--data", str(roadsign), "--", "--steps", "1", *YOLO_SMALL,
+                    check=False)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
     assert "/data/annotations/road1.xml:20: object 2: class 'traffic light' is not in label_list.txt" in out
@@ -93,7 +107,7 @@ def test_a_malformed_coco_file_exits_2_naming_the_annotation(built, cocome):
     doc = coco_sample.document(images=4)
     doc["annotations"][2]["category_id"] = 9
     coco_sample.write_json(cocome, doc)
-    result = invoke("run", "mask-rcnn", "--data", str(cocome), "--", "--steps", "1", *SMALL, check=False)
+    result = invoke("run", "mask-rcnn", "--data", str(cocome), "--", "--steps", "1", *MASK_SMALL, check=False)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
     assert "/data/annotations/instances_train.json: annotation id 3: category_id 9 is not in 'categories'" in out
@@ -103,12 +117,12 @@ def test_a_malformed_coco_file_exits_2_naming_the_annotation(built, cocome):
 def test_saves_and_resumes(built, roadsign, tmp_path):
     out = tmp_path / "out"
     first = invoke("run", "yolov3-mobilenetv1", "--data", str(roadsign), "--output", str(out),
-                   "--", "--steps", "2", *SMALL)
+                   "--", "--steps", "2", *YOLO_SMALL)
     assert [s for s, _, _ in training(first.stdout)[0]] == [1, 2]
     assert (out / "ckpt-000002" / "model.pdparams").is_file() and (out / "ckpt-000002" / "model.pdopt").is_file()
 
     resumed = invoke("run", "yolov3-mobilenetv1", "--data", str(roadsign), "--output", str(out),
-                     "--", "--steps", "3", "--resume", *SMALL)
+                     "--", "--steps", "3", "--resume", *YOLO_SMALL)
     steps, summary = training(resumed.stdout)
     assert "resumed from /output/ckpt-000002 (step 2)" in resumed.stdout
     assert [s for s, _, _ in steps] == [3] and summary["first_step"] == 3 and finite(steps)
@@ -118,7 +132,123 @@ def test_saves_and_resumes(built, roadsign, tmp_path):
 def test_two_data_parallel_workers(built):
     # With --network none, as invoke run starts it: single-node workers talk over loopback.
     result = docker("run", "--rm", "--network", "none", image("yolov3-mobilenetv1"),
-                    "--steps", "2", "--devices", "2", *SMALL)
+                    "--steps", "2", "--devices", "2", *YOLO_SMALL)
     steps, summary = training(result.stdout)
     assert summary["workers"] == 2 and summary["loss_finite"] and finite(steps)
     assert summary["batch_size"] == 4 and [s for s, _, _ in steps] == [1, 2]
+
+
+# --- the engine: a detector learns, evaluates, exports and predicts -----------------------------
+# The smallest configuration that shows learning: YOLOv3-MobileNetV1 (of the two YOLOs, the one a
+# CPU trains in minutes) at 96 px on one red square a picture in grey noise (32 training images,
+# 16 for validation, one class), the VOC recipe's reader, optimizer and schedule shape, except a
+# rate for a run this short: base 0.006 as written (no linear scaling from the 64-image reference
+# batch), 120 steps of 8 that the recipe's 270 epochs of 4 steps are fitted to (decays x0.1 at steps
+# 96 and 108), the warm-up 216 recipe iterations, i.e. 24 steps of this run.
+LEARN = ["--steps", "120", "--eval-every", "60", "-o", "Global.image_size=96", "-o", "Global.seed=42",
+         "-o", "Train.batch_transforms.BatchRandomResize.target_size=[96]",
+         "-o", "Optimizer.lr.reference_batch=null", "-o", "Optimizer.lr.learning_rate=0.006",
+         "-o", "Optimizer.lr.warmup_steps=216"]
+
+
+@pytest.fixture(scope="module")
+def learned(built, tmp_path_factory):
+    """YOLOv3-MobileNetV1 trained on the square set, its final weights exported at the end."""
+    # Subdirectories: pytest's own are private to root, the container's user must read and write these.
+    data = voc_sample.learnable(tmp_path_factory.mktemp("squares") / "squares")
+    out = tmp_path_factory.mktemp("learned") / "out"
+    result = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+                    "--", *LEARN, "--export", "/output/inference")
+    return data, out, result.stdout
+
+
+def test_a_detector_learns_to_a_voc_map_of_at_least_0_25(learned):
+    """VOC mAP@0.5 (11-point, PaddleDetection's VOCMetric) on valid.txt after 120 steps >= 0.25.
+    Why 0.25: an untrained YOLOv3-MobileNetV1 scores 0.001-0.02 on this set (seeds 42, 1, 2: its
+    random boxes rarely overlap the square by IoU 0.5); this run (seed 42, pinned: the initial weights,
+    the shuffling and the augmentation are the same every time) reaches 0.34 at step 60 and 0.41 at step
+    120, the same in every run here. 0.25 is over ten times the untrained model's best and leaves room
+    below 0.41. Not every seed is that quick: seed 1 was at 0.04 and 0.08 after 60 and 120 steps (YOLOv3
+    from scratch on 32 images is slow to start; docs/detection.md has the measurements), so the seed is
+    part of the configuration, as the input size and the steps are."""
+    data, out, output = learned
+    steps, summary = training(output)
+    assert [s for s, _, _ in steps] == list(range(1, 121))
+    evals = evaluations(output)
+    assert [s for s, _ in evals] == [60, 120]
+    print(f"\nmAP by step: {[(s, m['mAP']) for s, m in evals]}")
+    assert summary["best"]["metric"] == "mAP" and summary["best"]["value"] >= 0.25, output
+    assert set(summary["metric"]) == {"mAP", "samples", "seconds"} and summary["metric"]["samples"] == 16
+    assert steps[-1][2] < steps[0][2] / 4                                     # the loss fell
+    assert "schedule: Piecewise 0.006 over 120 steps, then 0.0006 from step 96, 6e-05 from step 108, " \
+           "linear warm-up from 0 over 24 steps" in output
+    assert sorted(p.name for p in out.iterdir()) == ["best", "ckpt-000120", "inference", "metrics.jsonl", "vdl"]
+
+
+def test_the_export_is_paddledetections_inference_model_with_its_infer_cfg(learned):
+    _, out, _ = learned
+    files = sorted(p.name for p in (out / "inference").iterdir())
+    assert files == ["inference.json", "inference.pdiparams", "inference.yml", "label_list.txt"]
+    config = json.loads((out / "inference/inference.yml").read_text())
+    assert config["arch"] == "YOLO" and config["metric"] == "VOC" and config["label_list"] == ["square"]
+    assert [p["type"] for p in config["Preprocess"]] == ["Resize", "NormalizeImage", "Permute"]
+    assert config["Preprocess"][0]["target_size"] == [96, 96]
+
+
+def test_eval_and_predict_find_the_squares(learned):
+    """`eval` of the best weights gives the best evaluation's mAP; `predict` with the exported model
+    (Paddle Inference, the model's own NMS inside) at the evaluation's score floor (0.01: YOLOv3's
+    confidence is still low after 120 steps, though its ranking is what mAP measures) has, for most
+    validation images, a `square` box overlapping the true square by IoU >= 0.5, and often it is the
+    top-scoring box (measured: 16 and 10 of 16 at mAP 0.41)."""
+    data, out, output = learned
+    best = training(output)[1]["best"]
+    evaluated = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+                       "--", "eval", "--weights", "/output/best", *LEARN[4:6])
+    summary = json.loads(next(line for line in evaluated.stdout.splitlines() if '"event": "eval summary"' in line))
+    assert summary["metric"]["mAP"] == pytest.approx(best["value"], abs=1e-6)
+
+    predicted = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+                       "--", "predict", "--input", "/data/images", "--threshold", "0.01",
+                       "--save", "/output/predict.jsonl")
+    assert "[yolov3-mobilenetv1] predict /data/images/valid_000.png | " in predicted.stdout
+    results = {Path(r["input"]).name: r for r in map(json.loads, (out / "predict.jsonl").read_text().splitlines())}
+    assert len(results) == 48
+    found = top = 0
+    for line in (data / "valid.txt").read_text().splitlines():
+        image, xml = line.split()
+        text = (data / xml).read_text()
+        truth = [float(text.split(f"<{k}>")[1].split("<")[0]) for k in ("xmin", "ymin", "xmax", "ymax")]
+        boxes = [b for b in results[Path(image).name]["boxes"] if b["name"] == "square"]
+        found += any(iou(b["box"], truth) >= 0.5 for b in boxes)
+        top += bool(boxes) and iou(max(boxes, key=lambda b: b["score"])["box"], truth) >= 0.5
+    assert found >= 12 and top >= 5, f"a box on {found}, the top box on {top} of 16 validation squares"
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def test_mask_rcnn_evaluates_coco_ap_exports_and_predicts_masks(built, tmp_path):
+    """Two steps on cocome with its validation split: COCO bbox and segm AP from pycocotools (through
+    ppdet's coco_utils), the export with its PadStride preprocessing, and `predict` writing a mask PNG
+    per image (no learning asked of Mask R-CNN here: it is the costliest model to train on a CPU)."""
+    data = coco_sample.coco(tmp_path / "cocome", images=4, val=True)
+    out = tmp_path / "out"
+    result = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
+                    "--", "--steps", "2", "--eval-every", "2", "--export", "/output/inference", *MASK_SMALL)
+    summary = training(result.stdout)[1]
+    assert summary["data"] == "4 images, 6 instances, 2 classes from COCO instances_train.json; 4 for validation"
+    assert set(summary["metric"]) == {"bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50", "samples", "seconds"}
+    assert summary["best"]["metric"] == "bbox_AP" and "loading annotations" not in result.stdout
+    config = json.loads((out / "inference/inference.yml").read_text())
+    assert config["arch"] == "MaskRCNN" and config["Preprocess"][-1] == {"type": "PadStride", "stride": 32}
+    predicted = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
+                       "--", "predict", "--input", "/data/val", "--save", "/output/predict.jsonl")
+    assert "[mask-rcnn] predict /data/val/000000.png | " in predicted.stdout
+    results = [json.loads(line) for line in (out / "predict.jsonl").read_text().splitlines()]
+    assert len(results) == 4 and all(r["mask"].startswith("/output/masks/") for r in results)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:06d}.png" for i in range(4)]

@@ -37,11 +37,14 @@ def write_json(root: Path, doc: dict, name: str = "annotations/instances_train.j
     return path
 
 
-def coco(root: Path, images: int = 4, width: int = 48, height: int = 40, categories=CATEGORIES) -> Path:
-    """Write the dataset under root (created); returns root. Image i has 1 + i % 2 instances."""
+def coco(root: Path, images: int = 4, width: int = 48, height: int = 40, categories=CATEGORIES,
+         val: bool = False) -> Path:
+    """Write the dataset under root (created); returns root. Image i has 1 + i % 2 instances. With
+    val, the same images and instances again as the validation split (val/, instances_val.json)."""
     root = Path(root)
     doc = document(images, width, height, categories)
-    for i, img in enumerate(doc["images"]):
-        png(root / "train" / img["file_name"], width, height, COLOURS[i % len(COLOURS)])
-    write_json(root, doc)
+    for split in ("train", "val") if val else ("train",):
+        for i, img in enumerate(doc["images"]):
+            png(root / split / img["file_name"], width, height, COLOURS[i % len(COLOURS)])
+        write_json(root, doc, f"annotations/instances_{split}.json")
     return root

@@ -38,3 +38,31 @@ def voc(root: Path, images: int = 4, width: int = 48, height: int = 40, classes=
     (root / "train.txt").write_text("\n".join(lines) + "\n")
     (root / "label_list.txt").write_text("\n".join(classes) + "\n")
     return root
+
+
+def learnable(root: Path, train: int = 32, val: int = 16, size: int = 96, seed: int = 7) -> Path:
+    """A detector's learnable set: one red square a picture (its side 25-45% of the image, anywhere)
+    on grey noise, one class `square`; train.txt and valid.txt (roadsign's split names); returns root."""
+    import random
+
+    from .images import rgb_png
+    rng = random.Random(seed)
+    root = Path(root)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", train), ("valid", val)):
+        lines = []
+        for n in range(count):
+            side = int(rng.uniform(0.25, 0.45) * size)
+            x1, y1 = rng.randint(0, size - side), rng.randint(0, size - side)
+            grey = rng.uniform(70, 170)
+            pixels = [[(200, 40, 40) if x1 <= x < x1 + side and y1 <= y < y1 + side else
+                       (int(grey),) * 3 for x in range(size)] for y in range(size)]
+            pixels = [[tuple(max(0, min(255, c + int(rng.gauss(0, 20)))) for c in p) for p in row] for row in pixels]
+            name = f"{split}_{n:03d}"
+            rgb_png(root / "images" / f"{name}.png", pixels)
+            (root / "annotations" / f"{name}.xml").write_text(
+                annotation_xml(f"{name}.png", size, size, [("square", x1, y1, x1 + side, y1 + side)]))
+            lines.append(f"images/{name}.png annotations/{name}.xml")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (root / "label_list.txt").write_text("square\n")
+    return root

@@ -1,6 +1,6 @@
 """Mounted datasets, one module per format, validated before training starts so a bad layout fails
 in a second with the file and line, not an hour in. These modules read text only (no Paddle):
-trainers decode images themselves. Shared helpers for every format live here."""
+the task adapters decode images themselves. Shared helpers for every format live here."""
 from __future__ import annotations
 
 import os

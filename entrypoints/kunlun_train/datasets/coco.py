@@ -14,6 +14,7 @@ zero width or height are skipped, so are images left without instances; categori
 indices in the order of their ids."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,20 @@ def _integer(value) -> bool:
     return _is_number(value) and float(value) == int(value)
 
 
+def check(recipe: dict, root: str | Path, command: str = "train") -> None:
+    """The annotation files a command reads, parsed before Paddle is imported: training reads the
+    training instances and, when present, the validation ones; eval needs the latter."""
+    loader = recipe["DataLoader"]
+    val, val_dir = loader.get("val_annotations"), loader.get("val_image_dir") or loader["image_dir"]
+    if command == "eval":
+        coco_dataset(root, val or "annotations/instances_val.json", val_dir)
+        return
+    coco_dataset(root, loader["annotations"], loader["image_dir"])
+    if val and (data_root(root) / val).is_file():
+        coco_dataset(root, val, val_dir)
+
+
+@functools.lru_cache(maxsize=8)   # the check before Paddle and the task read the same files: parse once
 def coco_dataset(root: str | Path, annotations: str = "annotations/instances_train.json",
                  image_dir: str = "train") -> COCODataset:
     root = data_root(root)

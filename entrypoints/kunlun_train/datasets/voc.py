@@ -10,6 +10,7 @@ Every list line, image and XML file is checked before training; errors name file
 line of the offending element)."""
 from __future__ import annotations
 
+import functools
 import xml.parsers.expat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,20 @@ def read_label_list(root: Path, name: str) -> tuple[Path, list[str]]:
     return path, classes
 
 
+def check(recipe: dict, root: str | Path, command: str = "train") -> None:
+    """The lists a command reads, parsed before Paddle is imported (every annotation and image checked):
+    training reads the training list and, when present, the validation list; eval needs the latter."""
+    loader = recipe["DataLoader"]
+    val = loader.get("val_list")
+    if command == "eval":
+        voc_dataset(root, val or "valid.txt", loader["label_list"])
+        return
+    voc_dataset(root, loader["train_list"], loader["label_list"])
+    if val and (data_root(root) / val).is_file():
+        voc_dataset(root, val, loader["label_list"])
+
+
+@functools.lru_cache(maxsize=8)   # the check before Paddle and the task read the same lists: parse once
 def voc_dataset(root: str | Path, list_file: str = "train.txt", label_list: str = "label_list.txt") -> VOCDataset:
     """Parse the label list, the list file and every annotation it names, checking each image exists."""
     root = data_root(root)

@@ -147,12 +147,12 @@ class Task(abc.ABC):
 
 @dataclass(frozen=True)
 class Spec:
-    module: str                  # tasks/<module>.py (engine adapters) or trainers/<module>.py (legacy)
+    module: str                  # tasks/<module>.py, the task's adapter
     data_help: str               # what --data expects, for --help and errors
     defaults: dict = field(default_factory=dict)   # recipe keys every model of the task has
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
-    engine: bool = False         # trains through engine.Engine (else a legacy trainers/ loop)
+    engine: bool = True          # trains through engine.Engine (every task does since the detection tasks moved)
     # datasets/<module>.check(recipe, data, command): the mounted dataset parsed before Paddle is imported
     data_check: str | None = None
     examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
@@ -195,14 +195,35 @@ TASKS = {
         synthetic="masked-LM + next-sentence pretraining on random token ids", engine=True, vocabulary=True),
     "detection": Spec(
         "detection",
-        "a VOC directory (roadsign style): train.txt with '<image> <annotation.xml>' lines, "
-        "label_list.txt (one class per line), annotations/*.xml, images/",
-        {"DataLoader": {"train_list": "train.txt", "label_list": "label_list.txt"}}),
+        "a VOC directory (roadsign style): train.txt (and valid.txt for evaluation) with "
+        "'<image> <annotation.xml>' lines, label_list.txt (one class per line), annotations/*.xml, images/",
+        {"DataLoader": {"train_list": "train.txt", "val_list": "valid.txt", "label_list": "label_list.txt"}},
+        engine=True, data_check="voc", examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 steps on synthetic images\n"
+            "  docker run --rm -v $PWD/roadsign_voc:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
+            "      --data /data --output /output --epochs 40 --pretrained /data/yolov3_coco.pdparams\n"
+            "  docker run --rm -v ... kunlun/{model} eval --data /data --weights /output/best   # VOC mAP@0.5 on valid.txt\n"
+            "  docker run --rm -v ... kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v ... kunlun/{model} predict --model /output/inference --input /data/images --threshold 0.3\n"
+            "  invoke run {model} --data D --output O -- --epochs 40   (mounts filled in for you)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
     "instance-segmentation": Spec(
         "detection",
         "a COCO directory: annotations/instances_train.json (images, annotations with bbox and polygon "
-        "segmentation, categories) and the images under train/",
-        {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train"}}),
+        "segmentation, categories) with the images under train/, and for evaluation "
+        "annotations/instances_val.json with its images under val/",
+        {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train",
+                        "val_annotations": "annotations/instances_val.json", "val_image_dir": "val"}},
+        engine=True, data_check="coco", examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 steps on synthetic images\n"
+            "  docker run --rm -v $PWD/coco:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
+            "      --data /data --output /output --epochs 12 -o DataLoader.image_dir=train2017 \\\n"
+            "      -o DataLoader.val_image_dir=val2017 -o DataLoader.val_annotations=annotations/instances_val2017.json\n"
+            "  docker run --rm -v ... kunlun/{model} eval --data /data --weights /output/best   # COCO bbox and segm AP\n"
+            "  docker run --rm -v ... kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v ... kunlun/{model} predict --model /output/inference --input /data/val --masks /output/masks\n"
+            "  invoke run {model} --data D --output O -- --epochs 12   (mounts filled in for you)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
 }
 
 
@@ -220,8 +241,5 @@ def check_data(name: str, recipe: dict, data: str, command: str) -> None:
 
 
 def adapter(name: str) -> type:
-    """The task's class: a Task subclass (engine) or a legacy trainers/ Trainer."""
-    s = spec(name)
-    package = __name__ if s.engine else __name__.rsplit(".", 1)[0] + ".trainers"
-    module = importlib.import_module(f"{package}.{s.module}")
-    return module.Task if s.engine else module.Trainer
+    """The task's class, a Task subclass run by engine.Engine."""
+    return importlib.import_module(f"{__name__}.{spec(name).module}").Task
