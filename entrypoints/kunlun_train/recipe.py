@@ -90,3 +90,24 @@ def override(recipe: dict, assignments: list[str]) -> dict:
             else:
                 node = node[part]
     return result
+
+
+def operators(section, what: str, suite: str, kind: str, example: str) -> list[tuple[str, dict]]:
+    """A recipe section of a suite's operators by name ({Name: {args}}, in the order written), as
+    (name, a copy of its arguments). Naming them lets `-o Train.transforms.RandomFlip.prob=0` reach
+    one; null or false switches one off, true takes its defaults. `suite`, `kind` and `example` say,
+    in an error, what the suite calls them (PaddleSeg's transforms, PaddleDetection's operators)."""
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        raise TrainError(f"{what}: expected {suite} {kind}s by name, e.g. {example}")
+    found = []
+    for name, kwargs in section.items():
+        if kwargs is None or kwargs is False:
+            continue
+        if kwargs is True:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise TrainError(f"{what}.{name}={kwargs!r}: expected the {kind}'s arguments, e.g. {{}} for its defaults")
+        found.append((name, dict(kwargs)))
+    return found

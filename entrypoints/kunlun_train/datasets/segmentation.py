@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TrainError
+from ..recipe import operators
 from . import data_root, lines, required_file
 
 LIST_EXAMPLE = "'JPEGImages/N0010.jpg Annotations/N0010.png' (optic_disc_seg)"
@@ -84,24 +85,10 @@ def transform_specs(section, size: list[int], what: str) -> list[tuple[str, dict
     """(PaddleSeg transform name, keyword arguments) in the recipe's order. The section maps names to
     arguments, so `-o Train.transforms.RandomDistort.brightness_range=0.5` reaches one of them;
     null switches a transform off (`-o Train.transforms.RandomDistort=null`)."""
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        raise TrainError(f"{what}: expected PaddleSeg transforms by name, e.g. "
-                         "{Resize: {target_size: [512, 512]}, Normalize: {}}")
-    specs = []
-    for name, kwargs in section.items():
-        if kwargs is None or kwargs is False:
-            continue
-        if kwargs is True:
-            kwargs = {}
-        if not isinstance(kwargs, dict):
-            raise TrainError(f"{what}.{name}={kwargs!r}: expected the transform's arguments, "
-                             "e.g. {} for its defaults")
-        kwargs = dict(kwargs)
+    specs = operators(section, what, "PaddleSeg", "transform", "{Resize: {target_size: [512, 512]}, Normalize: {}}")
+    for name, kwargs in specs:
         if name in SIZED and kwargs.get(SIZED[name]) is None:
             kwargs[SIZED[name]] = list(size)
-        specs.append((name, kwargs))
     return specs
 
 

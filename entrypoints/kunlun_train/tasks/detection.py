@@ -29,6 +29,7 @@ import paddle
 
 from ..datasets import coco, voc
 from ..errors import TrainError
+from ..recipe import operators
 from . import Metric
 from . import Task as BaseTask
 
@@ -69,20 +70,9 @@ def transform_specs(section, size: int | None, what: str) -> list[dict]:
     recipe's order. The section maps names to arguments, so `-o Train.sample_transforms.RandomFlip.prob=0`
     reaches one; null switches one off. Resize / BatchRandomResize / RandomResize without a
     target_size take Global.image_size."""
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        raise TrainError(f"{what}: expected PaddleDetection operators by name, e.g. "
-                         "{Decode: {}, Resize: {target_size: [608, 608], keep_ratio: false}}")
     specs = []
-    for name, kwargs in section.items():
-        if kwargs is None or kwargs is False:
-            continue
-        if kwargs is True:
-            kwargs = {}
-        if not isinstance(kwargs, dict):
-            raise TrainError(f"{what}.{name}={kwargs!r}: expected the operator's arguments, e.g. {{}} for its defaults")
-        kwargs = dict(kwargs)
+    for name, kwargs in operators(section, what, "PaddleDetection", "operator",
+                                  "{Decode: {}, Resize: {target_size: [608, 608], keep_ratio: false}}"):
         if name in SIZED and kwargs.get("target_size") is None:
             if not size:
                 raise TrainError(f"{what}.{name}: no target_size and no Global.image_size")
