@@ -29,9 +29,21 @@ def test_a_shorter_run_decays_at_the_same_fractions_of_itself():
         assert plan.total_steps == 1200 and plan.boundaries == [300, 600, 900]
 
 
-def test_steps_per_epoch_come_from_the_real_data_and_global_batch():
-    assert length(samples=1001, batch=10).steps_per_epoch == 101       # the last, partial batch counts
-    assert length(samples=5, batch=64).steps_per_epoch == 1
+def test_steps_per_epoch_are_whole_batches_of_the_real_data():
+    """The incomplete last batch is dropped (898 digits in batches of 64: 14 steps, not a 15th on 2)."""
+    assert length(samples=1001, batch=10).steps_per_epoch == 100
+    assert length(samples=898, batch=64).steps_per_epoch == 14
+    assert schedule.drops_last(898, 64) and not schedule.drops_last(5, 64)
+    assert length(samples=5, batch=64).steps_per_epoch == 1            # smaller than a batch: one step of all of it
+
+
+def test_each_rank_counts_whole_batches_of_its_own_shard():
+    """DistributedBatchSampler pads the set to a multiple of the ranks: 898 on 4 ranks is 225 each,
+    3 whole batches of 64 per rank (and per step of the job); 100 on 3 ranks, 34 each, 1 batch of 32."""
+    assert schedule.epoch_steps(898, 64, ranks=4) == 3
+    assert schedule.epoch_steps(100, 32, ranks=3) == 1
+    assert schedule.length({"Global": {"epochs": 2}}, 898, 64, ranks=4).nominal_steps == 6
+    assert not schedule.drops_last(100, 64, ranks=2)                    # 50 a shard: one step of 50
 
 
 def test_the_smoke_run_is_the_recipe_steps():
@@ -50,15 +62,36 @@ def test_cosine_with_warmup_epochs_as_paddleclas_mobilenetv3():
     assert plan.lr_at(3599) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_warmup_given_in_iterations_scales_with_the_run_as_paddledetection_yolov3():
-    """4000 warm-up iterations of a 270-epoch recipe: in a run of a tenth of its length, 400."""
+def test_warmup_keeps_its_length_in_a_shorter_run_as_the_suites_do():
+    """PaddleClas MobileNetV3 with -o Global.epochs=30: still 5 warm-up epochs; only the decay is
+    fitted to the run. (The old rule scaled it to 5/12 of an epoch: 2 steps.)"""
+    lr = {"name": "Cosine", "learning_rate": 0.65, "warmup_epoch": 5, "warmup_start_lr": 0.0}
+    plan = schedule.plan(lr, length(epochs=360, samples=100, batch=10, run_epochs=30))   # 300 steps
+    assert plan.total_steps == 300 and plan.warmup_steps == 50
+    assert plan.lr_at(50) == pytest.approx(0.65) and plan.lr_at(50 + 125) == pytest.approx(0.325)
+    assert "linear warm-up from 0 over 50 steps" in plan.describe() and "cut" not in plan.describe()
+
+
+def test_a_warmup_longer_than_half_a_short_run_is_cut_to_half_of_it():
+    """15 epochs of 14 steps with MobileNetV3's 5-epoch warm-up: 70 of 210 steps, kept; 4 epochs: 56
+    steps, of which the warm-up may take 28 and the run says so."""
+    lr = {"name": "Cosine", "learning_rate": 0.65, "warmup_epoch": 5}
+    assert schedule.plan(lr, length(epochs=360, samples=898, batch=64, run_epochs=15)).warmup_steps == 70
+    short = schedule.plan(lr, length(epochs=360, samples=898, batch=64, run_epochs=4))
+    assert short.warmup_steps == 28
+    assert "over 28 steps (the recipe's 70, cut to half of this run)" in short.describe()
+
+
+def test_warmup_given_in_iterations_keeps_them_as_paddledetection_yolov3():
+    """4000 warm-up iterations of a 270-epoch recipe: 4000 in the whole recipe and in a run of a fifth
+    of its length (13932 steps), whose decays fall at a fifth of the recipe's."""
     lr = {"name": "Piecewise", "learning_rate": 0.001, "decay_epochs": [216, 243], "warmup_steps": 4000,
           "warmup_start_factor": 0.0}
-    full = length(epochs=270, samples=16551, batch=64)                   # VOC07+12 at 64 a step: 259 steps an epoch
+    full = length(epochs=270, samples=16551, batch=64)                   # VOC07+12 at 64 a step: 258 steps an epoch
     plan = schedule.plan(lr, full)
-    assert plan.warmup_steps == 4000 and plan.boundaries == [216 * 259, 243 * 259]
-    tenth = schedule.plan(lr, length(epochs=270, samples=16551, batch=64, run_epochs=27))
-    assert tenth.warmup_steps == 400 and tenth.boundaries == [round(216 * 259 / 10), round(243 * 259 / 10)]
+    assert plan.warmup_steps == 4000 and plan.boundaries == [216 * 258, 243 * 258]
+    fifth = schedule.plan(lr, length(epochs=270, samples=16551, batch=64, run_epochs=54))
+    assert fifth.warmup_steps == 4000 and fifth.boundaries == [round(216 * 258 / 5), round(243 * 258 / 5)]
     assert plan.values == pytest.approx([0.001, 0.0001, 0.00001])         # gamma 0.1 by default
 
 
@@ -73,12 +106,12 @@ def test_linear_decay_with_a_warmup_proportion_as_paddlenlp_bert_on_glue():
     """run_glue.py: LinearDecayWithWarmup(2e-5, total, warmup=0.1): up from 0 over the first tenth of
     the run (floor(0.1 x total) steps), then linearly down to 0 at the end, whatever the run's length."""
     lr = {"name": "Linear", "learning_rate": 2e-5, "warmup_proportion": 0.1}
-    sst2 = schedule.length({"Global": {"epochs": 3}}, 67349, 32)          # SST-2: 2105 steps an epoch
+    sst2 = schedule.length({"Global": {"epochs": 3}}, 67349, 32)          # SST-2: 2104 whole batches an epoch
     plan = schedule.plan(lr, sst2)
-    assert plan.total_steps == 6315 and plan.warmup_steps == 631
+    assert plan.total_steps == 6312 and plan.warmup_steps == 631
     assert plan.lr_at(0) == 0.0 and plan.lr_at(631) == pytest.approx(2e-5)
-    assert plan.lr_at(631 + (6315 - 631) // 2) == pytest.approx(1e-5, rel=1e-3)
-    assert plan.lr_at(6314) == pytest.approx(2e-5 / (6315 - 631), rel=1e-6)
+    assert plan.lr_at(631 + (6312 - 631) // 2) == pytest.approx(1e-5, rel=1e-3)
+    assert plan.lr_at(6311) == pytest.approx(2e-5 / (6312 - 631), rel=1e-6)
     short = schedule.plan(lr, schedule.length({"Global": {"epochs": 3}}, 67349, 32, run_steps=95))
     assert short.warmup_steps == 9                                       # floor(9.5): the same fraction of a short run
     assert schedule.plan({**lr, "warmup_proportion": 0.0}, sst2).warmup_steps == 0   # ERNIE's train.py
@@ -93,15 +126,15 @@ def test_a_warmup_proportion_is_a_fraction_given_one_way():
 
 def test_a_run_shorter_than_the_warmup_still_reaches_the_base_rate():
     plan = schedule.plan({"name": "Cosine", "learning_rate": 0.1, "warmup_steps": 1000}, length(steps=10))
-    assert plan.warmup_steps < 10 and plan.lr_at(plan.warmup_steps) == pytest.approx(0.1)
+    assert plan.warmup_steps == 5 and plan.lr_at(plan.warmup_steps) == pytest.approx(0.1)
 
 
-def test_a_warmup_longer_than_the_recipe_spans_the_recipe():
-    """YOLOv3's 4000 warm-up iterations on a set whose 270 epochs are 2160 steps: all warm-up, scaled."""
+def test_a_warmup_longer_than_the_recipe_is_half_of_the_run():
+    """YOLOv3's 4000 warm-up iterations on a set whose 270 epochs are 2160 steps, in a run of 216."""
     lr = {"name": "Piecewise", "learning_rate": 0.001, "decay_epochs": [216, 243], "warmup_steps": 4000}
     size = schedule.Length(steps_per_epoch=8, nominal_steps=2160, run_steps=216)
     plan = schedule.plan(lr, size)
-    assert plan.warmup_steps == 216 - 1 and plan.boundaries == [173, 194]
+    assert plan.warmup_steps == 108 and plan.boundaries == [173, 194]
 
 
 def test_the_linear_scaling_rule_follows_the_global_batch():

@@ -210,8 +210,14 @@ class Engine:
             self.say(decision.notice)
             self._shm_said = True
         if train:
+            # Whole batches only (schedule.epoch_steps says why); the schedule counts the same steps.
+            drop = schedule.drops_last(len(dataset), self.batch, self.world.size)
             sampler = ResumableSampler(dataset, self.batch, num_replicas=self.world.size, rank=self.world.rank,
-                                       shuffle=True, drop_last=False)
+                                       shuffle=True, drop_last=drop)
+            if not drop:
+                self.say(f"the training set ({len(dataset)} samples) is smaller than a batch of {self.batch}"
+                         + (f" on each of {self.world.size} workers" if self.world.distributed else "")
+                         + ": every step trains on all of it (--batch-size to choose)")
         else:
             sampler = ShardSampler(len(dataset), self.eval_batch, self.world)
         return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
@@ -307,7 +313,7 @@ class Engine:
         args, world, task = self.args, self.world, self.task
         train_set, eval_set = task.datasets()
         global_batch = self.batch * world.size
-        size = schedule.length(self.recipe, len(train_set), global_batch, args.steps, args.epochs)
+        size = schedule.length(self.recipe, len(train_set), self.batch, args.steps, args.epochs, ranks=world.size)
         plan = schedule.plan(self.recipe["Optimizer"]["lr"], size, global_batch)
         lr = scheduler(plan)
         model = self.model(args.pretrained)

@@ -4,7 +4,9 @@ A recipe states its schedule for its own length (PaddleClas ResNet50: 120 epochs
 60 and 90; PaddleDetection YOLOv3: 270 epochs, warm-up over 4000 iterations). A run may be shorter
 or longer (`--epochs 12`, `--steps 500`, the smoke default), so every position in the schedule is
 converted to steps with the real steps per epoch and scaled by run length / recipe length: the decays
-fall at the same fractions of the run and the schedule always ends where the run ends.
+fall at the same fractions of the run and the schedule always ends where the run ends. The warm-up
+is the exception: it keeps the length the suite gives it (5 epochs, 4000 iterations), as the suites
+do for a run of any length, capped at half of a very short run (warmup_steps, WARMUP_CAP).
 
 This module is Paddle-free (a `Plan` and its learning rate at any step, for `--print-recipe` and the
 unit tests); the engine turns a Plan into `paddle.optimizer.lr` schedulers."""
@@ -16,6 +18,9 @@ from dataclasses import dataclass, field
 from .errors import TrainError
 
 NAMES = ("Constant", "Piecewise", "Cosine", "Polynomial", "Linear")
+# A warm-up takes at most this share of the run: a run shorter than twice the recipe's warm-up (a
+# smoke run, a quick look at a dataset) still trains half of its steps at the recipe's rates.
+WARMUP_CAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Plan:
     warmup_steps: int = 0
     warmup_start_lr: float = 0.0
     lr_scale: float = 1.0         # applied to every rate: this run's global batch / the recipe's (linear rule)
+    warmup_asked: int = 0         # the recipe's warm-up in steps, before the WARMUP_CAP of a short run
 
     def lr_at(self, step: int) -> float:
         """The learning rate used for the 0-based optimisation step `step` (what Paddle's schedulers give)."""
@@ -65,18 +71,38 @@ class Plan:
         if self.name == "Polynomial":
             parts.append(f"power {self.power:g}")
         if self.warmup_steps:
-            parts.append(f"linear warm-up from {self.warmup_start_lr:g} over {self.warmup_steps} steps")
+            parts.append(f"linear warm-up from {self.warmup_start_lr:g} over {self.warmup_steps} steps"
+                         + (f" (the recipe's {self.warmup_asked}, cut to half of this run)"
+                            if self.warmup_asked > self.warmup_steps else ""))
         if self.lr_scale != 1.0:
             parts.append(f"rates x{self.lr_scale:.4g} for this run's batch (linear scaling rule)")
         return ", ".join(parts)
 
 
-def length(recipe: dict, samples: int, global_batch: int, run_steps: int | None = None,
-           run_epochs: float | None = None) -> Length:
-    """The recipe's length and this run's, in steps. The run is `run_steps`, else `run_epochs` epochs,
-    else the recipe's Global.steps (a smoke run), else its whole length (Global.epochs or Global.iters)."""
+def epoch_steps(samples: int, batch: int, ranks: int = 1) -> int:
+    """Optimisation steps in one epoch: each rank's shard (Paddle's DistributedBatchSampler pads the
+    set to a multiple of the ranks) in whole batches of `batch`. The incomplete last batch is dropped,
+    as PaddleDetection's and PaddleSeg's training readers and timm do: a step on a few samples at the
+    full rate, through BatchNorm's statistics of those few, undoes much of what the epoch learned
+    (898 images in batches of 64 end every epoch on 2 of them). The sampler reshuffles every epoch,
+    so a different few wait each time. A shard smaller than one batch is one step of all of it."""
+    shard = math.ceil(samples / max(1, ranks))
+    return max(1, shard // batch)
+
+
+def drops_last(samples: int, batch: int, ranks: int = 1) -> bool:
+    """Whether the training sampler drops the incomplete last batch (see epoch_steps): not when the
+    whole shard is smaller than one batch, which is then the epoch's only step."""
+    return math.ceil(samples / max(1, ranks)) >= batch
+
+
+def length(recipe: dict, samples: int, batch: int, run_steps: int | None = None,
+           run_epochs: float | None = None, ranks: int = 1) -> Length:
+    """The recipe's length and this run's, in steps of `batch` samples on each of `ranks` ranks. The
+    run is `run_steps`, else `run_epochs` epochs, else the recipe's Global.steps (a smoke run), else
+    its whole length (Global.epochs or Global.iters)."""
     g = recipe["Global"]
-    per_epoch = max(1, math.ceil(samples / global_batch))
+    per_epoch = epoch_steps(samples, batch, ranks)
     if g.get("epochs"):
         nominal = int(round(float(g["epochs"]) * per_epoch))
     elif g.get("iters"):
@@ -105,11 +131,9 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
     base = float(lr["learning_rate"]) * k
     total = size.run_steps
 
-    def at(key_epochs: str, key_steps: str, clamp: bool = False) -> list[int] | None:
-        """Positions given in epochs or steps of the recipe, as steps of this run. clamp (the warm-up):
-        a position beyond the recipe's length is its end. PaddleDetection counts its warm-up in
-        iterations (YOLOv3: 4000) whatever the dataset; on a set so small that the whole recipe is
-        shorter, the warm-up spans all of it instead of failing."""
+    def at(key_epochs: str, key_steps: str) -> list[int] | None:
+        """Positions given in epochs or steps of the recipe, as steps of this run (scaled by run
+        length / recipe length: a decay falls at the same fraction of the run)."""
         if lr.get(key_epochs) is not None:
             raw = lr[key_epochs] if isinstance(lr[key_epochs], list) else [lr[key_epochs]]
             nominal = [float(e) * size.steps_per_epoch for e in raw]
@@ -118,14 +142,12 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
             nominal = [float(s) for s in raw]
         else:
             return None
-        if clamp:
-            nominal = [min(n, float(size.nominal_steps)) for n in nominal]
         if any(n > size.nominal_steps for n in nominal):
             raise TrainError(f"Optimizer.lr.{key_epochs if lr.get(key_epochs) is not None else key_steps}={raw}: "
                              "beyond the recipe's length (Global.epochs / Global.iters)")
         return [min(total, int(round(n * size.scale))) for n in nominal]
 
-    warmup = (at("warmup_epoch", "warmup_steps", clamp=True) or [0])[0]
+    warmup = asked = warmup_steps(lr, size)
     if lr.get("warmup_proportion") is not None:
         # PaddleNLP's LinearDecayWithWarmup(warmup=0.1): a fraction of the run's steps, floor(0.1 x total).
         if lr.get("warmup_epoch") is not None or lr.get("warmup_steps") is not None:
@@ -135,9 +157,8 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
         if not 0 <= fraction < 1:
             raise TrainError(f"Optimizer.lr.warmup_proportion={lr['warmup_proportion']}: expected a fraction of the "
                              "run, 0 <= p < 1 (BERT on GLUE: 0.1)")
-        warmup = int(math.floor(fraction * total))
-    if warmup >= total and warmup > 0:
-        warmup = max(0, total - 1)   # a run shorter than the warm-up still reaches the base rate
+        warmup = asked = int(math.floor(fraction * total))
+    warmup = min(warmup, int(total * WARMUP_CAP))
     start = float(lr["warmup_start_lr"]) * k if "warmup_start_lr" in lr else base * float(lr.get("warmup_start_factor", 0.0))
     if name == "Piecewise":
         boundaries = at("decay_epochs", "decay_steps") or []
@@ -146,6 +167,20 @@ def plan(lr: dict, size: Length, global_batch: int | None = None) -> Plan:
         if len(values) != len(boundaries) + 1:
             raise TrainError(f"Optimizer.lr.values: {len(values)} values for {len(boundaries)} boundaries "
                              "(expected one more value than boundaries)")
-        return Plan(name, values[0], total, boundaries, values, warmup_steps=warmup, warmup_start_lr=start, lr_scale=k)
+        return Plan(name, values[0], total, boundaries, values, warmup_steps=warmup, warmup_start_lr=start,
+                    lr_scale=k, warmup_asked=asked)
     return Plan(name, base, total, power=float(lr.get("power", 1.0)), end_lr=float(lr.get("end_lr", 0.0)) * k,
-                warmup_steps=warmup, warmup_start_lr=start, lr_scale=k)
+                warmup_steps=warmup, warmup_start_lr=start, lr_scale=k, warmup_asked=asked)
+
+
+def warmup_steps(lr: dict, size: Length) -> int:
+    """The warm-up as the suites count it: `warmup_epoch` epochs of the real steps per epoch, or
+    `warmup_steps` iterations, whatever the run's length. PaddleClas's `-o Global.epochs=30` of
+    MobileNetV3's 360-epoch recipe still warms up over 5 epochs, PaddleDetection's YOLOv3 over 4000
+    iterations: the warm-up is about the model and the rate, not the run's length, so it is not
+    scaled with the run as decay points are (plan() caps it at WARMUP_CAP of a very short run)."""
+    if lr.get("warmup_epoch") is not None:
+        return int(round(float(lr["warmup_epoch"]) * size.steps_per_epoch))
+    if lr.get("warmup_steps") is not None:
+        return int(round(float(lr["warmup_steps"])))
+    return 0

@@ -144,11 +144,11 @@ def test_two_data_parallel_workers(built):
 # 16 for validation, one class), the VOC recipe's reader, optimizer and schedule shape, except a
 # rate for a run this short: base 0.006 as written (no linear scaling from the 64-image reference
 # batch), 120 steps of 8 that the recipe's 270 epochs of 4 steps are fitted to (decays x0.1 at steps
-# 96 and 108), the warm-up 216 recipe iterations, i.e. 24 steps of this run.
+# 96 and 108), a warm-up of 24 steps (the recipe's 1000 would be cut to half of this short run).
 LEARN = ["--steps", "120", "--eval-every", "60", "-o", "Global.image_size=96", "-o", "Global.seed=42",
          "-o", "Train.batch_transforms.BatchRandomResize.target_size=[96]",
          "-o", "Optimizer.lr.reference_batch=null", "-o", "Optimizer.lr.learning_rate=0.006",
-         "-o", "Optimizer.lr.warmup_steps=216"]
+         "-o", "Optimizer.lr.warmup_steps=24"]
 
 
 @pytest.fixture(scope="module")
