@@ -71,6 +71,41 @@ def test_with_data_the_recipe_runs_as_written(recipe_file, tmp_path):
     assert effective["Global"]["steps"] is None and effective["DataLoader"]["batch_size"] == 64
 
 
+# --- the class count comes from the data -------------------------------------------------
+
+def test_without_a_class_count_the_data_decides_it_and_the_run_says_so(recipe_file, tmp_path):
+    """A 3-class list with the imagenet recipe (1000 classes) trains a 3-way head."""
+    args, effective = cli.prepare(["--data", str(flowers_dataset(tmp_path, classes=3)), "--threads", "1"])
+    assert effective["Arch"]["class_num"] == 3
+    assert args.notices == ["3 classes, from the data (the largest label in the lists, 2, + 1); "
+                            "-o Arch.class_num=N to choose"]
+
+
+def test_a_label_list_naming_more_classes_than_the_lists_use_counts(recipe_file, tmp_path):
+    data = flowers_dataset(tmp_path, classes=3)
+    (data / "label_list.txt").write_text("".join(f"{i} class{i}\n" for i in range(5)))
+    args, effective = cli.prepare(["--data", str(data), "--threads", "1"])
+    assert effective["Arch"]["class_num"] == 5 and "the 5 lines of label_list.txt" in args.notices[0]
+
+
+def test_an_explicit_class_count_larger_than_the_datas_is_kept_with_a_notice(recipe_file, tmp_path):
+    args, effective = cli.prepare(["--data", str(flowers_dataset(tmp_path, classes=3)), "--threads", "1",
+                                   "-o", "Arch.class_num=7"])
+    assert effective["Arch"]["class_num"] == 7
+    assert args.notices == ["Arch.class_num=7: the data has 3 classes (the largest label in the lists, 2, + 1); "
+                            "the model's other 4 outputs are trained towards 0"]
+
+
+def test_an_explicit_class_count_smaller_than_the_datas_is_an_error(recipe_file, tmp_path):
+    with pytest.raises(TrainError, match=r"train_list.txt:3: label 2 outside 0..1; set the class count"):
+        cli.prepare(["--data", str(flowers_dataset(tmp_path, classes=3)), "--threads", "1", "-o", "Arch.class_num=2"])
+
+
+def test_without_data_the_recipes_class_count_stays(recipe_file):
+    args, effective = cli.prepare(["--threads", "1"])
+    assert effective["Arch"]["class_num"] == 1000 and args.notices == []
+
+
 def test_a_named_recipe_is_selected_and_a_wrong_name_lists_the_others(recipe_file):
     args, effective = cli.prepare(["--recipe", "flowers102-finetune", "--threads", "1"])
     assert args.recipe_name == "flowers102-finetune" and effective["Arch"]["class_num"] == 102
@@ -315,10 +350,10 @@ def test_the_check_names_each_device_node_and_whether_it_opens(tmp_path):
 def test_a_bad_dataset_fails_before_paddle_is_imported(recipe_file, tmp_path, root):
     """The lists are read in prepare(), which imports no Paddle: the error comes in a second."""
     data = flowers_dataset(tmp_path, classes=3)
-    (data / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/image_00002.png 9999\n")
+    (data / "train_list.txt").write_text("jpg/image_00001.png 0\njpg/missing.png 1\n")
     script = ("import sys; from kunlun_train import cli; code = cli.main(['--data', sys.argv[1], '--threads', '1']); "
               "print(code, 'paddle' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script, str(data)], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(root / "entrypoints")})
     assert result.stdout.split() == ["2", "False"]                 # exit 2, and Paddle never imported
-    assert "train_list.txt:2: label 9999 outside 0..999" in result.stderr
+    assert "train_list.txt:2: image jpg/missing.png not found" in result.stderr

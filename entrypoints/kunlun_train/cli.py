@@ -213,7 +213,8 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise TrainError(f"--{flag.replace('_', '-')} must be at least {least:g}")
-    wrong = schema.problems(effective, found.bundle.get("task", "classification"))
+    wrong = schema.problems(effective, found.bundle.get("task", "classification")) + schema.size_problems(
+        effective, found.bundle.get("input_size"), found.bundle.get("model", model))
     if wrong:
         raise TrainError("the recipe has " + "; ".join(f"{'.'.join(map(str, at))}: {why}" for at, why in wrong)
                          + " (-o KEY=VALUE sets a key; --print-recipe shows them)")
@@ -233,9 +234,15 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     effective["Global"]["threads"] = threads
     args.threads_reason = why
     args.spec = spec
+    args.notices = []
     if getattr(args, "data", None) and args.command in ("train", "eval"):
-        from .tasks import check_data
-        check_data(found.bundle.get("task", "classification"), effective, args.data, args.command)   # not after Paddle
+        from .tasks import check_data, class_count
+        task = found.bundle.get("task", "classification")
+        if trained is None:   # a checkpoint's recipe already has the count it was trained with
+            given = any(o.split("=", 1)[0].strip() == spec.classes for o in args.override)
+            notice = class_count(task, effective, args.data, explicit=given)
+            args.notices += [notice] if notice else []
+        check_data(task, effective, args.data, args.command)   # not after Paddle
     return args, effective
 
 
@@ -330,6 +337,8 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     if args.choice.notice and args.command != "predict":
         say(args.choice.notice)
     say(f"device {device} ({args.threads_reason}); Paddle {paddle.__version__}; recipe {args.recipe_name}")
+    for notice in args.notices:
+        say(notice)
     if args.command == "check":
         from . import check
         return check.run(paddle, say)

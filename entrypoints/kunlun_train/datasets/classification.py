@@ -29,9 +29,28 @@ def check(recipe: dict, root: str | Path, command: str = "train") -> None:
     optional_list(root, loader.get("val_list"), classes)
 
 
+LABEL_LIST = "label_list.txt"   # '<id> <name>' lines: predict --labels reads it too
+
+
+def class_count(recipe: dict, root: str | Path) -> tuple[int, str]:
+    """How many classes the dataset has, and where that comes from: the largest label of its lists
+    + 1, or the lines of its label_list.txt when that names more (a class with no samples yet)."""
+    loader, given, root = recipe["DataLoader"], root, data_root(root)
+    labels = [s.label for name in (loader["train_list"], loader.get("val_list")) if name and (root / name).is_file()
+              for s in classification_list(given, name, None)]
+    count, source = (max(labels) + 1, f"the largest label in the lists, {max(labels)}, + 1") if labels else (0, "")
+    names = root / LABEL_LIST
+    if names.is_file():
+        named = sum(1 for _ in lines(names))
+        if named > count:
+            count, source = named, f"the {named} lines of {LABEL_LIST}"
+    return count, source
+
+
 @functools.lru_cache(maxsize=8)   # the check before Paddle and the task read the same lists: parse once
-def classification_list(root: str | Path, list_file: str, class_num: int) -> list[Sample]:
-    """Parse `<image path> <label>` lines (paths relative to root), checking every image exists."""
+def classification_list(root: str | Path, list_file: str, class_num: int | None) -> list[Sample]:
+    """Parse `<image path> <label>` lines (paths relative to root), checking every image exists and,
+    given class_num, that every label is below it."""
     root = data_root(root)
     path = required_file(root, list_file, f"a classification dataset needs a list file with lines like {LIST_EXAMPLE}")
     samples = []
@@ -40,9 +59,9 @@ def classification_list(root: str | Path, list_file: str, class_num: int) -> lis
         if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
             raise TrainError(f"{path}:{n}: expected '<image path> <integer label>', got {line!r}")
         label = int(fields[1])
-        if not 0 <= label < class_num:
-            raise TrainError(f"{path}:{n}: label {label} outside 0..{class_num - 1}; "
-                             f"set the class count with -o Arch.class_num=N")
+        if label < 0 or class_num is not None and label >= class_num:
+            raise TrainError(f"{path}:{n}: label {label} outside 0..{(class_num or 1) - 1}; "
+                             f"set the class count with -o Arch.class_num=N (or leave it to the data)")
         image = root / fields[0]
         if not image.is_file():
             raise TrainError(f"{path}:{n}: image {fields[0]} not found under {root}")

@@ -157,6 +157,9 @@ class Spec:
     data_check: str | None = None
     examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
     vocabulary: bool = False     # tokenizes text: the commands take --vocab FILE (recipe Tokenizer.vocab_file)
+    # The recipe key of the class count that the mounted data decides unless -o sets it
+    # (datasets/<data_check>.class_count): a recipe's 1000 must not train a 3-class list.
+    classes: str | None = None
 
 
 TASKS = {
@@ -165,7 +168,7 @@ TASKS = {
         "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label>' lines "
         "(flowers102 / ImageNet style)",
         {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True,
-        data_check="classification"),
+        data_check="classification", classes="Arch.class_num"),
     "segmentation": Spec(
         "segmentation",
         "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label mask path>' "
@@ -238,6 +241,26 @@ def check_data(name: str, recipe: dict, data: str, command: str) -> None:
     module = spec(name).data_check
     if module:
         importlib.import_module(f"{__name__.rsplit('.', 1)[0]}.datasets.{module}").check(recipe, data, command)
+
+
+def class_count(name: str, recipe: dict, data: str, explicit: bool) -> str | None:
+    """Set the task's class count (Spec.classes) from the mounted data unless -o gave it (explicit);
+    returns what to tell the user. An explicit count below the data's fails later, in the data check,
+    naming the line; one above it is kept, with a notice."""
+    key = spec(name).classes
+    if not key:
+        return None
+    count, source = importlib.import_module(f"{__name__.rsplit('.', 1)[0]}.datasets.{spec(name).data_check}") \
+        .class_count(recipe, data)
+    section, field_name = key.split(".")
+    current = int(recipe[section][field_name])
+    if not explicit and count:
+        recipe[section][field_name] = count
+        return f"{count} classes, from the data ({source}); -o {key}=N to choose"
+    if explicit and count and current > count:
+        return (f"{key}={current}: the data has {count} classes ({source}); the model's other "
+                f"{current - count} outputs are trained towards 0")
+    return None
 
 
 def adapter(name: str) -> type:
