@@ -110,6 +110,16 @@ class Suite(_Strict):
         return f"{self.package or name}=={self.version}"
 
 
+class InputSize(_Strict):
+    """The input sizes a model's architecture takes (Global.image_size, each side), checked with the
+    recipe before Paddle starts (entrypoints/kunlun_train/schema.size_problems) instead of failing
+    in a layer with a shape error."""
+    min: Optional[int] = Field(None, ge=1)
+    max: Optional[int] = Field(None, ge=1)
+    multiple: Optional[int] = Field(None, ge=1)
+    why: str                       # what in the architecture fixes it, for the error message
+
+
 class Model(_Strict):
     title: str
     suite: str
@@ -124,6 +134,7 @@ class Model(_Strict):
     recipes: dict[str, dict[str, dict[str, Any]]] = {}
     # What a default `docker run` (no dataset) changes in the recipe: a few small steps.
     smoke: dict[str, dict[str, Any]] = {}
+    input_size: Optional[InputSize] = None
 
 
 class Task(_Strict):
@@ -382,10 +393,11 @@ def _recipe_problems(m: Matrix) -> list[tuple[tuple, str]]:
         shared = m.tasks[model.task].recipe
         for recipe_name, recipe in model.recipes.items():
             # as run with a dataset, and as the smoke run (its overrides on top)
-            merged = _merge(shared, recipe)
-            as_written = recipe_schema().problems(merged, model.task)
-            smoked = [(at, why) for at, why in recipe_schema().problems(_merge(merged, model.smoke), model.task)
-                      if _has(model.smoke, at)]
+            merged, smoke_run = _merge(shared, recipe), _merge(_merge(shared, recipe), model.smoke)
+            rule = model.input_size.model_dump(exclude_none=True) if model.input_size else None
+            as_written = recipe_schema().problems(merged, model.task) + recipe_schema().size_problems(merged, rule, name)
+            smoked = [(at, why) for at, why in recipe_schema().problems(smoke_run, model.task)
+                      + recipe_schema().size_problems(smoke_run, rule, name) if _has(model.smoke, at)]
             for at, message in dict.fromkeys(as_written + smoked):
                 if (at, message) in smoked:
                     where = ("models", name, "smoke", *at)

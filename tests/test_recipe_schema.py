@@ -33,6 +33,28 @@ MUTATIONS = {
                              "models.resnet50.smoke.Global.steps: expected an integer >= 1 (or null), got 0"),
     "a bad shared key": (lambda d: d["tasks"]["classification"]["recipe"]["Train"].update(crop_scale=[0.08]),
                          "tasks.classification.recipe.Train.crop_scale: expected a list of numbers of 2, got 1 items"),
+    # Operator arguments, against the signatures in the suites' wheels (configs/signatures.json):
+    "an unknown operator argument": (
+        lambda d: d["tasks"]["instance-segmentation"]["recipe"]["Train"]["batch_transforms"]["PadBatch"].update(pad=1),
+        "tasks.instance-segmentation.recipe.Train.batch_transforms.PadBatch.pad: PadBatch takes no argument 'pad' "
+        "(it takes: pad_to_stride)"),
+    "a list for an operator's switch": (
+        lambda d: d["tasks"]["detection"]["recipe"]["Train"]["batch_transforms"]["BatchRandomResize"].update(
+            random_size=[320, 608]),
+        "tasks.detection.recipe.Train.batch_transforms.BatchRandomResize.random_size: BatchRandomResize's "
+        "random_size: expected true or false (or null), got [320, 608]"),
+    "a number for a backbone's list": (
+        lambda d: d["models"]["deeplabv3"]["recipes"]["optic-disc"]["Arch"]["backbone"].update(multi_grid=4),
+        "models.deeplabv3.recipes.optic-disc.Arch.backbone.multi_grid: ResNet50_vd's multi_grid: expected a list "
+        "(or null), got 4"),
+    "a misspelt operator": (
+        lambda d: d["tasks"]["detection"]["recipe"]["Train"]["sample_transforms"].update(RandomFlipp={}),
+        "tasks.detection.recipe.Train.sample_transforms.RandomFlipp: unknown operator 'RandomFlipp' "
+        "(did you mean RandomFlip"),
+    "a size the model cannot take": (
+        lambda d: d["models"]["vgg16"]["recipes"]["imagenet"]["Global"].update(image_size=96),
+        "models.vgg16.recipes.imagenet.Global.image_size: vgg16 takes inputs of 224..255 px (its classifier is "
+        "fully connected over 7x7x512 feature maps"),
 }
 
 
@@ -78,11 +100,40 @@ def test_the_image_refuses_the_same_mistakes_in_overrides(resnet50_image_recipe,
         cli.prepare(["-o", override, "--threads", "1"])
 
 
+@pytest.mark.parametrize("model, size, fits", [
+    ("vgg16", 96, False), ("vgg16", 224, True), ("vgg19", 256, False), ("vgg19", 255, True),
+    ("hrnet", 48, False), ("hrnet", 64, True), ("resnet50", 40, True), ("mobilenetv3", 32, True)])
+def test_each_model_takes_only_the_sizes_its_architecture_can(matrix, tmp_path, monkeypatch, model, size, fits):
+    """Checked before Paddle starts, with the limits matrix.yaml records per model (measured: VGG's
+    first fully connected layer fails at 223 and 256, HRNet's branch sums at 40, 48, 56, 72)."""
+    path = tmp_path / "recipe.json"
+    path.write_bytes(kinds.recipe_json(matrix, model))
+    monkeypatch.setenv("KUNLUN_RECIPE", str(path))
+    monkeypatch.setenv("KUNLUN_MODEL", model)
+    argv = ["-o", f"Global.image_size={size}", "--threads", "1"]
+    if fits:
+        assert cli.prepare(argv)[1]["Global"]["image_size"] == size
+    else:
+        with pytest.raises(TrainError, match=rf"Global.image_size: {model} takes inputs of .* got {size}"):
+            cli.prepare(argv)
+
+
+def test_the_image_checks_operator_overrides_against_the_same_signatures(matrix, tmp_path, monkeypatch):
+    path = tmp_path / "recipe.json"
+    path.write_bytes(kinds.recipe_json(matrix, "yolov3-mobilenetv1"))
+    monkeypatch.setenv("KUNLUN_RECIPE", str(path))
+    with pytest.raises(TrainError, match=r"BatchRandomResize.random_size: BatchRandomResize's random_size: "
+                                         r"expected true or false \(or null\), got \[1, 2\]"):
+        cli.prepare(["-o", "Train.batch_transforms.BatchRandomResize.random_size=[1, 2]", "--threads", "1"])
+
+
 def test_the_committed_recipes_satisfy_their_schemas(matrix):
     schema = matrix_mod_schema()
     for name, model in matrix.models.items():
         for recipe in matrix.recipes(name).values():
             assert schema.problems(recipe, model.task) == [], name
+            rule = model.input_size.model_dump(exclude_none=True) if model.input_size else None
+            assert schema.size_problems(recipe, rule, name) == [], name
 
 
 def matrix_mod_schema():

@@ -7,8 +7,15 @@ Standalone on purpose (standard library only, no package imports): kunlun_bundle
 by path, and the images have no pydantic."""
 from __future__ import annotations
 
+import difflib
+import functools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+# The suites' operator signatures, read from their locked wheels (kunlun_bundle/images/signatures.py).
+SIGNATURES = Path(__file__).resolve().parent / "configs" / "signatures.json"
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,22 @@ class Section:
     open: bool = False                 # other keys allowed too (passed on to a suite's constructor)
 
 
+@dataclass(frozen=True)
+class Operators(Section):
+    """A section of a suite's operators by name, {Name: {arguments}} (recipe.operators): each name and
+    each argument against the operator's signature in the suite's wheel. null, false or true for the
+    arguments switch an operator off or take its defaults."""
+    catalog: str = ""                  # "<suite>/<catalog>" in configs/signatures.json
+
+
+@dataclass(frozen=True)
+class Built(Section):
+    """A section naming what it builds (`name`) with that constructor's arguments beside it (PaddleSeg's
+    Arch, Arch.backbone, Loss): the arguments not described by `keys`/`sections` are checked against
+    the named class's signature."""
+    catalog: str = ""
+
+
 def section(open: bool = False, **entries) -> Section:
     return Section({k: v for k, v in entries.items() if isinstance(v, Key)},
                    {k: v for k, v in entries.items() if isinstance(v, Section)}, open)
@@ -122,6 +145,19 @@ def common(**sections) -> Section:
 
 SIZE = Either("any", forms=(Key("int", min=32), Key("list", items="int", length=2)))
 
+
+def operators(catalog: str) -> Operators:
+    return Operators(catalog=catalog)
+
+
+def built(catalog: str, **entries) -> Built:
+    plain = section(**entries)
+    return Built(plain.keys, plain.sections, catalog=catalog)
+
+
+DET_OPS = operators("paddledet/operators")
+SEG_TRANSFORMS = operators("paddleseg/transforms")
+
 SCHEMAS: dict[str, Section] = {
     "classification": common(
         Global=section(**GLOBAL, image_size=Key("int", min=32), synthetic_samples=POSITIVE),
@@ -135,22 +171,22 @@ SCHEMAS: dict[str, Section] = {
         Metric=section(topk=Key("list", items="int"))),
     "segmentation": common(
         Global=section(**GLOBAL, image_size=SIZE, synthetic_samples=POSITIVE, eval_every=Key("int", min=1, null=True)),
-        # PaddleSeg's constructors take the rest of Arch and Arch.backbone as they are
-        Arch=section(open=True, name=Key("str"), num_classes=Key("int", min=1, max=254),
-                     backbone=section(open=True, name=Key("str"))),
-        Loss=section(open=True, name=Key("str"), coef=Key("list", items="float")),
+        # PaddleSeg's constructors take the rest of Arch, Arch.backbone and Loss: checked against the wheel's
+        Arch=built("paddleseg/models", name=Key("str"), num_classes=Key("int", min=1, max=254),
+                   backbone=built("paddleseg/backbones", name=Key("str"))),
+        Loss=built("paddleseg/losses", name=Key("str"), coef=Key("list", items="float")),
         DataLoader=section(**DATALOADER, train_list=Key("str"), val_list=Key("str", null=True)),
-        Train=section(transforms=section(open=True)),
-        Eval=section(open=True),
+        Train=section(transforms=SEG_TRANSFORMS),
+        Eval=section(transforms=SEG_TRANSFORMS),
         Normalize=section(mean=Key("list", items="float", length=3), std=Key("list", items="float", length=3))),
     "detection": common(
         Global=section(**GLOBAL, image_size=Key("int", min=32, null=True), synthetic_samples=POSITIVE,
                        eval_every=Key("int", min=1, null=True)),
         Arch=section(config=Key("str"), num_classes=POSITIVE),
         DataLoader=section(**DATALOADER, train_list=Key("str"), val_list=Key("str", null=True), label_list=Key("str")),
-        # ppdet.data.transform operators by name, their arguments as they are
-        Train=section(sample_transforms=section(open=True), batch_transforms=section(open=True)),
-        Eval=section(sample_transforms=section(open=True), batch_transforms=section(open=True)),
+        # ppdet.data.transform operators by name, their arguments checked against the wheel's signatures
+        Train=section(sample_transforms=DET_OPS, batch_transforms=DET_OPS),
+        Eval=section(sample_transforms=DET_OPS, batch_transforms=DET_OPS),
         Metric=section(map_type=Key("str", choices=("11point", "integral")),
                        overlap_thresh=Key("float", min=0, max=1))),
     "instance-segmentation": common(
@@ -159,8 +195,8 @@ SCHEMAS: dict[str, Section] = {
         Arch=section(config=Key("str"), num_classes=POSITIVE),
         DataLoader=section(**DATALOADER, annotations=Key("str"), image_dir=Key("str"),
                            val_annotations=Key("str", null=True), val_image_dir=Key("str", null=True)),
-        Train=section(sample_transforms=section(open=True), batch_transforms=section(open=True)),
-        Eval=section(sample_transforms=section(open=True), batch_transforms=section(open=True))),
+        Train=section(sample_transforms=DET_OPS, batch_transforms=DET_OPS),
+        Eval=section(sample_transforms=DET_OPS, batch_transforms=DET_OPS)),
     "language-model": common(
         Global=section(**GLOBAL, synthetic_samples=POSITIVE, objective=Key("str", choices=("classification", "pretraining"))),
         Arch=section(name=Key("str", choices=("bert", "ernie")), config=Key("str"), num_classes=Key("int", min=2),
@@ -184,6 +220,23 @@ SCHEMAS: dict[str, Section] = {
 }
 
 
+def size_problems(recipe: dict, rule: dict | None, model: str) -> list[tuple[tuple, str]]:
+    """Global.image_size against the model's own limits (matrix.yaml `models.<m>.input_size`: min,
+    max, multiple and why), each side of a [width, height] size too."""
+    size = recipe.get("Global", {}).get("image_size")
+    if not rule or size is None or not _is(size, "int") and not _is(size, "list"):
+        return []
+    sides = size if isinstance(size, list) else [size]
+    low, high, step = rule.get("min"), rule.get("max"), rule.get("multiple")
+    if all(isinstance(s, int) and (low is None or s >= low) and (high is None or s <= high)
+           and (step is None or s % step == 0) for s in sides):
+        return []
+    takes = [f"{low}..{high} px" if low and high else f"at least {low} px" if low else f"at most {high} px" if high else "",
+             f"a multiple of {step} px" if step else ""]
+    return [(("Global", "image_size"), f"{model} takes inputs of {', '.join(t for t in takes if t)} "
+             f"({rule.get('why', 'its architecture')}), got {size!r}")]
+
+
 def problems(recipe: dict, task: str, at: tuple = ()) -> list[tuple[tuple, str]]:
     """(key path, message) for every key the task's schema does not allow or whose value it refuses.
     A task without a schema yet is not checked."""
@@ -191,12 +244,71 @@ def problems(recipe: dict, task: str, at: tuple = ()) -> list[tuple[tuple, str]]
     return [] if schema is None else _walk(recipe, schema, at)
 
 
+@functools.lru_cache(maxsize=1)
+def signatures() -> dict:
+    return json.loads(SIGNATURES.read_text()) if SIGNATURES.is_file() else {}
+
+
+def _signature(catalog: str, name: Any) -> tuple[dict | None, list[str]]:
+    """(the operator's signature or None, the catalog's names); an unknown catalog checks nothing."""
+    suite, kind = catalog.split("/")
+    known = signatures().get(suite, {}).get(kind)
+    if known is None:
+        return {"params": {}, "open": True}, []
+    return known.get(name) if isinstance(name, str) else None, sorted(known)
+
+
+def _unknown(name: Any, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(str(name), known, n=3)
+    return f"unknown {what} {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+
+
+def _arguments(node: dict, signature: dict, name: str, at: tuple, skip=()) -> list[tuple[tuple, str]]:
+    found = []
+    for key, value in node.items():
+        if key in skip:
+            continue
+        kind = signature["params"].get(key)
+        if kind is None:
+            if not signature["open"]:
+                takes = ", ".join(signature["params"]) or "no arguments"
+                found.append((at + (key,), f"{name} takes no argument {key!r} (it takes: {takes})"))
+            continue
+        message = Key(kind, null=True).problem(value)
+        if message:
+            found.append((at + (key,), f"{name}'s {key}: {message}"))
+    return found
+
+
+def _operators(node: Any, schema: Operators, at: tuple) -> list[tuple[tuple, str]]:
+    if not isinstance(node, dict):
+        return []   # recipe.operators says what the section should look like
+    found = []
+    for name, arguments in node.items():
+        signature, known = _signature(schema.catalog, name)
+        if signature is None:
+            found.append((at + (name,), _unknown(name, known, "operator")))
+        elif isinstance(arguments, dict):
+            found += _arguments(arguments, signature, name, at + (name,))
+    return found
+
+
 def _walk(node: Any, schema: Section, at: tuple) -> list[tuple[tuple, str]]:
+    if isinstance(schema, Operators):
+        return _operators(node, schema, at)
     if not isinstance(node, dict):
         return [(at, f"expected a mapping of keys, got {node!r}")]
     found = []
+    if isinstance(schema, Built) and "name" in node:
+        signature, known = _signature(schema.catalog, node["name"])
+        if signature is None:
+            found.append((at + ("name",), _unknown(node["name"], known, "class")))
+        else:
+            found += _arguments(node, signature, node["name"], at, skip={*schema.keys, *schema.sections})
     for key, value in node.items():
         here = at + (key,)
+        if isinstance(schema, Built) and key not in schema.keys and key not in schema.sections:
+            continue   # checked against the signature above
         if key in schema.sections:
             found += _walk(value, schema.sections[key], here)
         elif key in schema.keys:

@@ -314,7 +314,10 @@ def recipe_json(m: Matrix, model: str) -> bytes:
     entrypoints/kunlun_train/recipe.py): named recipes in the matrix's order (the first is the
     default) and the smoke overrides."""
     spec = m.models[model]
-    recipe = {"Bundle": {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite},
+    bundle = {"model": model, "title": spec.title, "task": spec.task, "suite": spec.suite}
+    if spec.input_size:
+        bundle["input_size"] = spec.input_size.model_dump(exclude_none=True)
+    recipe = {"Bundle": bundle,
               "recipes": m.recipes(model), "smoke": spec.smoke}
     return (json.dumps(recipe, indent=2) + "\n").encode()
 
