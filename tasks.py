@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from kunlun_bundle import containers, host, images, matrix, naming, overview, publishing, training, ui
+from kunlun_bundle import containers, doctor, host, images, matrix, naming, overview, publishing, training, ui
 from kunlun_bundle.errors import BundleError, ReproError, UsageError
 from kunlun_bundle.images import chain
 
@@ -298,11 +298,11 @@ def k8s(c, model, nodes=2, xpus_per_node=0, registry=None, flavour=None, arch=No
         ui.info(f"wrote {path}")
 
 
-@bundle_task
-def doctor(c):
+@bundle_task(name="doctor")
+def doctor_(c):
     """Check the host (Docker, binfmt emulation, tools, disk, base images) and say how to fix each failure."""
     m = matrix.load(MATRIX)
-    if not host.doctor.report(m):
+    if not doctor.report(m):
         raise Exit(code=1)
 
 
@@ -310,7 +310,7 @@ def doctor(c):
                    "steps": "Training steps for the demo run."})
 def quickstart(c, model="resnet50", steps=5):
     """Set up the host, bootstrap the base, build MODEL and train it for a few steps."""
-    host.doctor.install_host_packages()
+    host.install_host_packages()
     m = matrix.load(MATRIX)
     cells = _cells(m, None, [model], None)
     images.build.summarise(images.build.build(m, cells, ROOT))
