@@ -94,7 +94,7 @@ def lock(c, arch="all", check=False, refresh_base=False):
     m = matrix.load(MATRIX)
     archs = m.arch_registry.resolve(arch)
     layers = [layer for layer in chain.unique_layers(chain.all_ready(m)) if layer.arch in archs]
-    bases = [(layer.name, layer.arch) for layer in layers if layer.kind == "base"]
+    bases = [(layer.name, layer.arch) for layer in layers if layer.debian_lock]
     stale = images.debian.update(m, bases, ROOT, write=not check, refresh=refresh_base and not check)
     stale += images.lock.update(m, layers, ROOT, write=not check)
     if check and stale:

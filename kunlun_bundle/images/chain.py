@@ -42,6 +42,11 @@ class Layer:
         """Hash-pinned wheels this layer installs: one lock per arch x flavour x (paddle | suite)."""
         return self.kind.lock(self)
 
+    @property
+    def debian_lock(self) -> Optional[Path]:
+        """The exact .debs this layer is bootstrapped from: one Debian lock per base x arch."""
+        return self.kind.debian_lock(self)
+
     def ancestry(self) -> list["Layer"]:
         """This layer and its parents, base first."""
         chain, layer = [], self
