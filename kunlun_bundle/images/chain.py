@@ -26,7 +26,8 @@ class Layer:
 
     @property
     def cell(self) -> str:
-        """Short id used in file names and messages, e.g. 'paddleclas/cpu-x86_64'."""
+        """The layer's matrix cell (its entry x flavour x arch) as the id used in file names, lock
+        headers and messages, e.g. 'paddleclas/cpu-x86_64'; a model layer's cell is a cell of the matrix."""
         return self.kind.cell(self)
 
     @property
