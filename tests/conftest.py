@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "entrypoints")]   # the host package, and the in-image one
+from kunlun_bundle import matrix as matrix_mod   # importable through pytest.ini's pythonpath
 
-from kunlun_bundle import matrix as matrix_mod  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
