@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from kunlun_bundle import containers, host, images, matrix, naming, overview, publishing, training, ui
+from kunlun_bundle import containers, doctor, host, images, matrix, naming, overview, publishing, training, ui
 from kunlun_bundle.errors import BundleError, ReproError, UsageError
 from kunlun_bundle.images import chain
 
@@ -49,7 +49,7 @@ def _extra_args() -> list[str]:
     return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
 
 
-def _cells(m, arch, models, flavour):
+def _model_layers(m, arch, models, flavour):
     flavours = [f.strip() for f in flavour.split(",")] if flavour else None
     return chain.select(m, list(models) or None, flavours, m.arch_registry.resolve(arch))
 
@@ -94,7 +94,7 @@ def lock(c, arch="all", check=False, refresh_base=False):
     m = matrix.load(MATRIX)
     archs = m.arch_registry.resolve(arch)
     layers = [layer for layer in chain.unique_layers(chain.all_ready(m)) if layer.arch in archs]
-    bases = [(layer.name, layer.arch) for layer in layers if layer.kind == "base"]
+    bases = [(layer.name, layer.arch) for layer in layers if layer.debian_lock]
     stale = images.debian.update(m, bases, ROOT, write=not check, refresh=refresh_base and not check)
     stale += images.lock.update(m, layers, ROOT, write=not check)
     if check and stale:
@@ -125,7 +125,7 @@ def bundle(c, action, file, arch=None, model=None, flavour=None, checkout=None):
     m = matrix.load(MATRIX)
     started = time.monotonic()
     if action == "export":
-        manifest = images.bundle.export(m, _cells(m, arch, model or [], flavour), ROOT, Path(file))
+        manifest = images.bundle.export(m, _model_layers(m, arch, model or [], flavour), ROOT, Path(file))
         ui.info(f"wrote {file}: {len(manifest['files'])} files, {ui.size(Path(file).stat().st_size)}, sources at "
                 f"{manifest['commit'][:12]}, in {ui.seconds(time.monotonic() - started)}")
     elif action == "import":
@@ -148,7 +148,7 @@ def save(c, file, model=None, arch=None, flavour=None):
     """Save built images to FILE for a host without a registry (`invoke load FILE` there)."""
     m = matrix.load(MATRIX)
     started = time.monotonic()
-    tags = [layer.image for layer in chain.unique_layers(_cells(m, arch, model or ["resnet50"], flavour))]
+    tags = [layer.image for layer in chain.unique_layers(_model_layers(m, arch, model or ["resnet50"], flavour))]
     manifest = containers.images_archive.save(tags, Path(file))
     ui.info(f"wrote {file}: {len(manifest['images'])} image(s), {ui.size(Path(file).stat().st_size)}, "
             f"in {ui.seconds(time.monotonic() - started)}")
@@ -182,7 +182,7 @@ def inputs(c, flavour=None, source=None):
 def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False):
     """Build the image chain base -> paddle -> suite -> model for the cells asked, network off."""
     m = matrix.load(MATRIX)
-    results = images.build.build(m, _cells(m, arch, model or [], flavour), ROOT, no_cache=no_cache, verbose=verbose)
+    results = images.build.build(m, _model_layers(m, arch, model or [], flavour), ROOT, no_cache=no_cache, verbose=verbose)
     images.build.summarise(results)
 
 
@@ -197,7 +197,7 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
 def repro(c, model=None, arch=None, flavour=None, against_built=False, start="base"):
     """Build the chain from scratch and compare image by image; a difference names the layer and files."""
     m = matrix.load(MATRIX)
-    layers = _cells(m, arch, model or ["resnet50"], flavour)
+    layers = _model_layers(m, arch, model or ["resnet50"], flavour)
     started = time.monotonic()
     differences = images.repro.run(m, layers, ROOT, against_built=against_built, start=start)
     ids = {layer.cell: layer.image for layer in chain.unique_layers(layers)}
@@ -225,13 +225,13 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
         nodes=None, nnodes=None, rank=None, master=None):
     """Train MODEL in its container. Arguments after `--` go to the entrypoint (try `-- --help`)."""
     m = matrix.load(MATRIX)
-    [cell] = _cells(m, arch, [model], flavour)[:1]
+    [layer] = _model_layers(m, arch, [model], flavour)[:1]
     args = _extra_args() + (["--devices", str(devices)] if devices else [])   # after a command (eval ...)
     if nodes:
-        code = training.multinode.run_job(cell, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
+        code = training.multinode.run_job(layer, int(nodes), data=data, output=output, args=args, cpus=cpus, xpus=xpus)
     else:
         across = [f"--{k}={v}" for k, v in (("nnodes", nnodes), ("rank", rank), ("master", master)) if v is not None]
-        code = training.run.run(m, cell, data=data, output=output, args=args + across, cpus=cpus, xpus=xpus,
+        code = training.run.run(m, layer, data=data, output=output, args=args + across, cpus=cpus, xpus=xpus,
                           host_network=bool(across))
     if code:
         raise Exit(code=code)
@@ -269,7 +269,7 @@ def publish(c, registry, model=None, flavour=None, arch="all", push=False, force
     """Plan or push model images with their multi-arch manifest lists, tags, labels and SBOMs."""
     m = matrix.load(MATRIX)
     archs = [a.name for a in m.arch_registry.resolve(arch)] if arch not in ("none", "") else []
-    layers = _cells(m, "all", model or [], flavour)
+    layers = _model_layers(m, "all", model or [], flavour)
     publishing.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
                       report_dir=Path(report), smoke_args=smoke_args.split())
 
@@ -290,19 +290,19 @@ def k8s(c, model, nodes=2, xpus_per_node=0, registry=None, flavour=None, arch=No
     """Write Kubernetes manifests for a multi-node job: a PaddleJob and an Indexed Job + headless Service."""
     m = matrix.load(MATRIX)
     flavour = flavour or ("xpu" if int(xpus_per_node) else None)
-    [cell] = _cells(m, arch, [model], flavour)[:1]
-    job = training.k8s.Job(name=f"kunlun-{model}", image=naming.registry_image(cell.image, registry), nodes=int(nodes),
+    [layer] = _model_layers(m, arch, [model], flavour)[:1]
+    job = training.k8s.Job(name=f"kunlun-{model}", image=naming.registry_image(layer.image, registry), nodes=int(nodes),
                    xpus_per_node=int(xpus_per_node), data_claim=data_claim, output_claim=output_claim,
                    args=list(arg or []))
     for path in training.k8s.write(job, Path(output or ROOT / "k8s" / model)):
         ui.info(f"wrote {path}")
 
 
-@bundle_task
-def doctor(c):
+@bundle_task(name="doctor")
+def doctor_(c):
     """Check the host (Docker, binfmt emulation, tools, disk, base images) and say how to fix each failure."""
     m = matrix.load(MATRIX)
-    if not host.doctor.report(m):
+    if not doctor.report(m):
         raise Exit(code=1)
 
 
@@ -310,11 +310,11 @@ def doctor(c):
                    "steps": "Training steps for the demo run."})
 def quickstart(c, model="resnet50", steps=5):
     """Set up the host, bootstrap the base, build MODEL and train it for a few steps."""
-    host.doctor.install_host_packages()
+    host.install_host_packages()
     m = matrix.load(MATRIX)
-    cells = _cells(m, None, [model], None)
-    images.build.summarise(images.build.build(m, cells, ROOT))
-    code = training.run.run(m, cells[0], args=["--steps", str(steps)])
+    layers = _model_layers(m, None, [model], None)
+    images.build.summarise(images.build.build(m, layers, ROOT))
+    code = training.run.run(m, layers[0], args=["--steps", str(steps)])
     if code:
         raise Exit(code=code)
     ui.info(f"\nDone. Train again with `docker run --rm {naming.model_latest(m, model).rsplit(':', 1)[0]}`"

@@ -21,7 +21,7 @@ class MatrixError(BundleError):
 
 
 class UsageError(BundleError):
-    """A task was given an argument that does not name anything in the matrix."""
+    """A command was given an argument that does not name anything in the matrix."""
     exit_code = 3
 
 

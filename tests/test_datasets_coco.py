@@ -1,10 +1,9 @@
 """COCO instance-segmentation datasets (Mask R-CNN): a good layout parses; every kind of bad layout
 names the JSON file and the offending image or annotation id (the line for JSON syntax errors).
-Also: the paddledet suite's reviewed patches still apply to the locked wheel."""
+(The paddledet suite's patches: tests/test_patches.py.)"""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from kunlun_train.datasets import coco
 from kunlun_train.errors import TrainError
 
 from tests.sample_data import coco as sample
-from tests.patching import patched_wheel
 
-ROOT = Path(__file__).resolve().parents[1]
 JSON = "annotations/instances_train.json"
 
 
@@ -187,35 +184,6 @@ def test_nothing_to_train_on(cocome):
     rewrite(cocome, lambda doc: doc.update(annotations=[]))
     with pytest.raises(TrainError, match=r"no image has an annotated"):
         parse(cocome)
-
-
-# ---- the suite's reviewed patches
-
-def test_every_patch_file_is_listed_in_the_matrix(matrix):
-    listed = matrix.suites["paddledet"].patches
-    on_disk = sorted(p.name for p in (ROOT / "patches/paddledet").glob("*.patch"))
-    assert listed == on_disk and listed, "patches/paddledet/ and matrix.yaml disagree"
-
-
-@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
-def test_the_patches_apply_to_the_locked_paddledet_wheel(matrix, tmp_path, arch):
-    """Exactly as the suite image applies them (no fuzz), to the wheel the lock pins."""
-    site = patched_wheel(matrix, "paddledet", arch, tmp_path)
-    generator = site / "ppdet/modeling/proposal_generator"
-    for source, count in (("rpn_head.py", 1), ("target.py", 3)):
-        text = (generator / source).read_text()
-        assert len(re.findall(r"append\(paddle\.shape\(\w+\)\[0:1\]\)", text)) == count
-        assert not re.search(r"append\(paddle\.shape\(\w+\)\[0\]\)", text)   # no 0-D count is left
-        compile(text, source, "exec")
-    ops = (site / "ppdet/modeling/ops.py").read_text()          # 0002: the NMS's PIR branch, before the legacy ones
-    nms = ops[ops.index("def multiclass_nms("):ops.index("def matrix_nms(")]
-    assert nms.index("if paddle.framework.in_pir_mode():") < nms.index("if in_dynamic_mode():")
-    assert "paddle._C_ops.multiclass_nms3(" in nms
-    compile(ops, "ops.py", "exec")
-    post = (site / "ppdet/modeling/post_process.py").read_text()   # 0003: get_pred's counts and scales stay 1-D
-    assert "bbox_num_i = bbox_num[i:i + 1]" in post and "bbox_num_i = bbox_num[i]\n" not in post
-    assert "scale_y, scale_x = scale_factor[i][0:1], scale_factor[i][1:2]" in post
-    compile(post, "post_process.py", "exec")
 
 
 def test_check_reads_the_validation_split_when_there_is_one(tmp_path):

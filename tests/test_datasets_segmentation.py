@@ -1,7 +1,7 @@
 """Segmentation list files (optic_disc_seg layout): a good layout parses, every kind of bad layout
 names the file (and line); the mask value check the task runs on each decoded mask; how a recipe's
-transforms become PaddleSeg's; the learnable sample set. Also: the paddleseg suite's reviewed
-patches still apply to the locked wheel."""
+transforms become PaddleSeg's; the learnable sample set. (The paddleseg suite's patches:
+tests/test_patches.py.)"""
 from __future__ import annotations
 
 import shutil
@@ -14,9 +14,6 @@ from kunlun_train.errors import TrainError
 
 from tests.sample_data import segmentation as sample
 from tests.sample_data.images import grey_png, read_png
-from tests.patching import patched_wheel
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -200,23 +197,3 @@ def test_png_masks_read_back(tmp_path):
     rows = [[0, 1, 2, 255], [3, 3, 0, 1]]
     grey_png(tmp_path / "m.png", rows)
     assert read_png(tmp_path / "m.png") == (4, 2, rows)
-
-
-# --- The suite's reviewed patches (patches/paddleseg/, matrix.yaml suites.paddleseg.patches) ---
-
-def test_every_patch_file_is_listed_in_the_matrix(matrix):
-    listed = matrix.suites["paddleseg"].patches
-    on_disk = sorted(p.name for p in (ROOT / "patches/paddleseg").glob("*.patch"))
-    assert listed == on_disk and listed, "patches/paddleseg/ and matrix.yaml disagree"
-
-
-@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
-def test_the_patches_apply_to_the_locked_paddleseg_wheel(matrix, tmp_path, arch):
-    """Exactly as the suite image applies them (no fuzz), to the wheel the lock pins."""
-    site = patched_wheel(matrix, "paddleseg", arch, tmp_path)
-    loss = (site / "paddleseg/models/losses/cross_entropy_loss.py").read_text()
-    assert "paddle.ones_like(label, dtype='float32')" in loss and "paddle.ones_like(label)\n" not in loss
-    compile(loss, "cross_entropy_loss.py", "exec")
-    metrics = (site / "paddleseg/utils/metrics.py").read_text()
-    assert metrics.count('"int64")).reshape([1]))') == 3 and 'paddle.concat(pred_area)' in metrics
-    compile(metrics, "metrics.py", "exec")

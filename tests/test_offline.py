@@ -110,14 +110,13 @@ def test_import_fills_the_cache_only_from_a_verified_bundle(files, tmp_path, fre
     assert [p for p in cache.scratch().iterdir()] == []
 
 
-def test_the_tasks_give_messages_not_tracebacks(root, tmp_path):
-    from tests.test_tasks import invoke
-    result = invoke(root, "bundle", "unpack", str(tmp_path / "b.tar"))
+def test_the_tasks_give_messages_not_tracebacks(invoke, tmp_path):
+    result = invoke("bundle", "unpack", str(tmp_path / "b.tar"))
     assert result.returncode == 3 and "unknown bundle action 'unpack'" in result.stderr
-    result = invoke(root, "bundle", "import", str(tmp_path / "missing.tar"), env={"KUNLUN_CACHE": str(tmp_path)})
+    result = invoke("bundle", "import", str(tmp_path / "missing.tar"), env={"KUNLUN_CACHE": str(tmp_path)})
     assert result.returncode == 5 and "missing.tar: no such file" in result.stderr and "Traceback" not in result.stderr
     not_ours = tmp_path / "other.tar"
     with tarfile.open(not_ours, "w") as tar:
         tar.addfile(tarfile.TarInfo("README"), io.BytesIO(b""))
-    result = invoke(root, "bundle", "import", str(not_ours), env={"KUNLUN_CACHE": str(tmp_path)})
+    result = invoke("bundle", "import", str(not_ours), env={"KUNLUN_CACHE": str(tmp_path)})
     assert result.returncode == 5 and "not a kunlun bundle archive" in result.stderr

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from kunlun_bundle.images import kinds, lock
+from kunlun_bundle.images import kinds
 from kunlun_train import cli
 from kunlun_train.datasets import observations
 from kunlun_train.errors import TrainError
 from kunlun_train.rl import EpisodeClock, EpsilonGreedy, no_dataset, positive
 from kunlun_train.tasks import TASKS, Task, spec as task
-from tests.patching import patched_wheel
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- exploration: PARL's CartpoleAgent.sample ------------------------------------------------
@@ -179,24 +176,3 @@ def test_help_shows_the_tasks_own_examples_without_a_dataset(matrix, tmp_path, m
     text = capsys.readouterr().out
     assert "docker run --rm kunlun/dqn                       # smoke: 10 learn steps and one evaluation" in text
     assert "predict --model /output/inference --input /output/obs.jsonl" in text and "--data /data" not in text
-
-
-# --- The suite's reviewed patches (patches/parl/, matrix.yaml suites.parl.patches) ----------
-
-def test_every_parl_patch_file_is_listed_in_the_matrix(matrix):
-    listed = matrix.suites["parl"].patches
-    on_disk = sorted(p.name for p in (ROOT / "patches/parl").glob("*.patch"))
-    assert listed == on_disk and listed, "patches/parl/ and matrix.yaml disagree"
-
-
-@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
-def test_the_patches_apply_to_the_locked_parl_wheel(matrix, tmp_path, arch):
-    """Exactly as the suite image applies them (no fuzz), to the wheel the lock pins; SciPy,
-    which the suite no longer lists, is then imported only inside the GAE helpers."""
-    locked = lock.LockFile.read(ROOT / f"locks/{arch}/cpu/parl.txt").wheels
-    assert "scipy" not in {w.name for w in locked} and "pyarrow" not in {w.name for w in locked}
-    site = patched_wheel(matrix, "parl", arch, tmp_path)
-    source = (site / "parl/utils/rl_utils.py").read_text()
-    top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert top_level == ["import numpy as np"] and "    import scipy.signal" in source
-    compile(source, "rl_utils.py", "exec")

@@ -1,9 +1,5 @@
 """The tasks as a user meets them: errors are messages with exit codes, never tracebacks;
 `--help` explains; the run task fills in mounts and turns the network off."""
-import os
-import subprocess
-import sys
-
 import pytest
 
 from kunlun_bundle import layout
@@ -11,32 +7,27 @@ from kunlun_bundle.images import chain
 from kunlun_bundle.training.run import container_options
 
 
-def invoke(root, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-
-
-def test_a_bad_arch_lists_the_valid_ones(root):
-    result = invoke(root, "build", "--arch", "sparc")
+def test_a_bad_arch_lists_the_valid_ones(invoke):
+    result = invoke("build", "--arch", "sparc")
     assert result.returncode == 3
     assert "unknown arch 'sparc'" in result.stderr and "aarch64 (arm, arm64, phytium)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_a_bad_matrix_is_a_message_with_exit_code_2(root, write_matrix):
+def test_a_bad_matrix_is_a_message_with_exit_code_2(invoke, write_matrix):
     path = write_matrix(lambda d: d["models"]["resnet50"].update(suite="nope"))
-    result = invoke(root, "list", env={"KUNLUN_MATRIX": str(path)})
+    result = invoke("list", env={"KUNLUN_MATRIX": str(path)})
     assert result.returncode == 2
     assert "models.resnet50.suite: unknown suite 'nope'" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_unknown_model_is_named(root):
-    result = invoke(root, "build", "--model", "resnet5")
+def test_an_unknown_model_is_named(invoke):
+    result = invoke("build", "--model", "resnet5")
     assert result.returncode == 3 and "unknown model 'resnet5'" in result.stderr
 
 
-def test_list_shows_every_model_and_its_tags(root):
-    result = invoke(root, "list")
+def test_list_shows_every_model_and_its_tags(invoke):
+    result = invoke("list")
     assert result.returncode == 0
     for model in ("resnet50", "vgg16", "mask-rcnn", "dqn"):
         assert model in result.stdout
@@ -44,14 +35,14 @@ def test_list_shows_every_model_and_its_tags(root):
 
 
 @pytest.mark.parametrize("name", ["build", "run", "render", "base", "lock", "fetch", "doctor", "list"])
-def test_every_task_has_help(root, name):
-    result = invoke(root, "--help", name)
+def test_every_task_has_help(invoke, name):
+    result = invoke("--help", name)
     docstring = result.stdout.split("Docstring:")[1].split("Options:")[0].strip()
     assert result.returncode == 0 and docstring != "none" and len(docstring) > 20
 
 
-def test_render_check_passes_on_the_repository(root):
-    result = invoke(root, "render", "--check")
+def test_render_check_passes_on_the_repository(invoke):
+    result = invoke("render", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

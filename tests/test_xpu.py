@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from kunlun_bundle import matrix
-from kunlun_bundle.host import doctor
+from kunlun_bundle import doctor
 from kunlun_bundle.images import fetch, lock
 from kunlun_bundle.training import devices
 from kunlun_bundle.errors import InputError, MatrixError, UsageError

@@ -1,20 +1,27 @@
-"""The host: facts that builds depend on (here: tools, binfmt emulation, disk space), the cache, and
-the doctor. `doctor` reports them all; `base` and `build` require the ones they need and fail fast
-with the fix.
+"""The host: facts that builds depend on (here: tools, binfmt emulation, disk space) and the cache.
+`base` and `build` require the facts they need and fail fast with the fix; the doctor
+(kunlun_bundle/doctor.py, above this package) reports them all.
 
   cache   ~/.cache/kunlun-bundle: wheels, .debs, runtime archives, rootfs tarballs, scratch
   archive a tar with a checksummed manifest (offline bundles, image archives)
-  doctor  every host check with what to do about a failure; installs the host packages
 """
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
+from .. import ui
 from ..arch import Arch
 from ..errors import HostError
+from . import archive, cache  # noqa: F401
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+# Host packages the bundle needs, by the command that shows they are installed.
+# dpkg-scanpackages: the Packages file of the local repository the base is bootstrapped from (rootfs.py).
+HOST_PACKAGES = {"mmdebstrap": "mmdebstrap", "dpkg-scanpackages": "dpkg-dev"}
 
 
 def binfmt_fix(arch: Arch) -> str:
@@ -57,5 +64,15 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-# Last, after the checks above that they use: the cache's folders and the doctor's report.
-from . import archive, cache, doctor  # noqa: E402
+def install_host_packages() -> None:
+    """Install the Debian packages the bundle needs, when missing (as root; otherwise say how)."""
+    missing = [pkg for tool, pkg in HOST_PACKAGES.items() if not shutil.which(tool)]
+    if not missing:
+        return
+    if os.getuid() != 0:
+        raise HostError(f"missing host packages: {' '.join(missing)}",
+                        hint=f"sudo apt-get install -y {' '.join(missing)}")
+    with ui.step(f"install host packages: {' '.join(missing)}"):
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))

@@ -1,7 +1,7 @@
 """Making images, from matrix.yaml to a built chain: base -> paddle -> suite -> model.
 
   kinds     the four layer kinds, each a type that owns its template, lock, context, labels, parent
-  chain     a cell's layers (Layer) and which cells a task means
+  chain     a cell's layers (Layer) and which cells a command's --model/--flavour/--arch mean
   labels    every image label: keys, when each is written, one LABEL writer and escaping
   render    templates/ -> dockerfiles/, and the drift check
   lock      resolving a layer's environment to a hash-pinned lock file

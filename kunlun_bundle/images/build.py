@@ -45,8 +45,8 @@ def check_inputs(m: Matrix, layers: list[Layer], root: Path) -> None:
         raise InputError(f"Dockerfiles out of date with templates/ or matrix.yaml: {', '.join(stale)}",
                          hint="run `invoke render` and commit the result")
     stale = [f"{layer.lock}" for layer in layers if layer.lock and not lock.is_current(m, layer, root)]
-    stale += [f"{debian.lock_path(layer.name, layer.arch)}" for layer in layers
-              if layer.kind == "base" and not debian.is_current(m, layer.name, layer.arch, root)]
+    stale += [f"{layer.debian_lock}" for layer in layers
+              if layer.debian_lock and not debian.is_current(m, layer.name, layer.arch, root)]
     if stale:
         raise InputError(f"lock files missing or out of date with matrix.yaml: {', '.join(stale)}",
                          hint="run `invoke lock` and commit the result")
@@ -213,8 +213,8 @@ def fetch_inputs(m: Matrix, layers: list[Layer], root: Path, source: Optional[Pa
     with ui.step(label):
         fetch.fetch(wheels.values(), source=source)
     for layer in layers:
-        if layer.kind == "base" and (all_debs or not rootfs.rootfs_path(m, layer.name, layer.arch, root).exists()):
-            deb_lock = debian.DebLock.read(root / debian.lock_path(layer.name, layer.arch))
+        if layer.debian_lock and (all_debs or layer.kind.needs_debs(m, layer, root)):
+            deb_lock = debian.DebLock.read(root / layer.debian_lock)
             with ui.step(f"fetch or verify {len(deb_lock.debs)} Debian packages of {deb_lock.cell} in {cache.debs()}"):
                 debian.fetch(deb_lock, source=source)
     archives = {a.filename: a for layer in layers for a in layer.kind.downloads(m, layer)}

@@ -51,10 +51,9 @@ def inputs(m: Matrix, layers: list[Layer], root: Path, fetch_missing: bool = Tru
     .debs fetched and verified first; runtime archives only when present in the cache)."""
     members: dict[str, Path] = {}
     for layer in unique_layers(layers):
-        if layer.kind == "base":
-            rel = debian.lock_path(layer.name, layer.arch)
-            members[rel.as_posix()] = root / rel
-            deb_lock = debian.DebLock.read(root / rel)
+        if layer.debian_lock:
+            members[layer.debian_lock.as_posix()] = root / layer.debian_lock
+            deb_lock = debian.DebLock.read(root / layer.debian_lock)
             paths = debian.fetch(deb_lock) if fetch_missing else [debian.cached(d) for d in deb_lock.debs]
             members.update({f"cache/debs/{p.name}": p for p in paths})
         if layer.lock:
@@ -62,9 +61,8 @@ def inputs(m: Matrix, layers: list[Layer], root: Path, fetch_missing: bool = Tru
             wheels = lock.LockFile.read(root / layer.lock).wheels
             paths = fetch.fetch(wheels) if fetch_missing else [fetch.cached(w) for w in wheels]
             members.update({f"cache/wheels/{p.name}": p for p in paths})
-        if layer.kind == "suite":
-            for p in m.suites[layer.name].patches:
-                members[patch_path(layer.name, p).as_posix()] = root / patch_path(layer.name, p)
+        for p in layer.kind.patches(m, layer):
+            members[patch_path(layer.name, p).as_posix()] = root / patch_path(layer.name, p)
         for download in layer.kind.downloads(m, layer):
             path = fetch.cached(download, cache.downloads())
             if path.exists():

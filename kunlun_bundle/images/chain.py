@@ -26,7 +26,8 @@ class Layer:
 
     @property
     def cell(self) -> str:
-        """Short id used in file names and messages, e.g. 'paddleclas/cpu-x86_64'."""
+        """The layer's matrix cell (its entry x flavour x arch) as the id used in file names, lock
+        headers and messages, e.g. 'paddleclas/cpu-x86_64'; a model layer's cell is a cell of the matrix."""
         return self.kind.cell(self)
 
     @property
@@ -41,6 +42,11 @@ class Layer:
     def lock(self) -> Optional[Path]:
         """Hash-pinned wheels this layer installs: one lock per arch x flavour x (paddle | suite)."""
         return self.kind.lock(self)
+
+    @property
+    def debian_lock(self) -> Optional[Path]:
+        """The exact .debs this layer is bootstrapped from: one Debian lock per base x arch."""
+        return self.kind.debian_lock(self)
 
     def ancestry(self) -> list["Layer"]:
         """This layer and its parents, base first."""

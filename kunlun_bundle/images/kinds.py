@@ -5,10 +5,11 @@
   suite   a suite and what it imports                  parent: paddle   lock: <arch>/<flavour>/<suite>.txt
   model   the entrypoint and the model's recipe        parent: suite    lock: none
 
-A kind knows which matrix entry its layer is for, its image name, template and lock file, what its
-template needs, what goes into its build context, its labels and the kind it sits on. chain.py,
-render.py, lock.py and build.py only call these, so a new kind (say an inference-only layer on a
-suite) is one class here, one template, and its place in the chain.
+A kind knows which matrix entry its layer is for, its image name, template, lock file, Debian lock
+and patches, what its template needs, what goes into its build context, its labels and the kind it
+sits on. chain.py, render.py, lock.py, build.py, bundle.py and tasks.py only call these and never
+compare kind names, so a new kind (say an inference-only layer on a suite) is one class here, one
+template, and its place in the chain.
 
 A kind is a `str` equal to its name: the templates (`io.kunlun.layer`), the build log and bench
 key on "base", "paddle", "suite" and "model"."""
@@ -26,7 +27,7 @@ from .. import layout, naming, ui
 from ..errors import InputError
 from ..host import cache
 from ..matrix import Download, Matrix, patch_path
-from . import fetch, labels, lock, rootfs
+from . import debian, fetch, labels, lock, rootfs
 from .context import BuildContext
 
 if TYPE_CHECKING:
@@ -71,6 +72,14 @@ class Kind(str):
         """The hash-pinned wheels this layer installs, if any."""
         return None
 
+    def debian_lock(self, layer: "Layer") -> Optional[Path]:
+        """The Debian lock (exact .debs) this layer is bootstrapped from, if any."""
+        return None
+
+    def patches(self, m: Matrix, layer: "Layer") -> list[str]:
+        """The patch files (names under patches/<name>/) applied to what this layer installs."""
+        return []
+
     def variables(self, m: Matrix, layer: "Layer") -> dict:
         """What this kind's template uses besides what every template gets (render.variables)."""
         return {}
@@ -94,6 +103,10 @@ class Kind(str):
     def downloads(self, m: Matrix, layer: "Layer") -> list[Download]:
         """Files besides the locked wheels that the build context takes from the download cache."""
         return []
+
+    def needs_debs(self, m: Matrix, layer: "Layer", root: Path) -> bool:
+        """Whether building this layer needs the .debs of its Debian lock in the cache."""
+        return False
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         """Put what this kind's Dockerfile copies into the build context."""
@@ -128,7 +141,7 @@ class Locked(Kind):
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         return {"lock": fetch.sha256_of(root / layer.lock),
                 "patches": {p: fetch.sha256_of(root / patch_path(layer.name, p))
-                            for p in (m.suites[layer.name].patches if str(self) == "suite" else [])}}
+                            for p in self.patches(m, layer)}}
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         ctx.add_file("lock.txt", root / layer.lock)
@@ -154,6 +167,9 @@ class Base(Kind):
     def cell(self, layer: "Layer") -> str:
         return f"base/{layer.name}-{layer.arch.name}"
 
+    def debian_lock(self, layer: "Layer") -> Path:
+        return debian.lock_path(layer.name, layer.arch)
+
     def title(self, m: Matrix, layer: "Layer") -> str:
         return f"Debian {m.bases[layer.name].release} base ({layer.arch.name})"
 
@@ -166,6 +182,9 @@ class Base(Kind):
 
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         return {"rootfs": rootfs.inputs_sha256(m, layer.name, layer.arch, root)}
+
+    def needs_debs(self, m: Matrix, layer: "Layer", root: Path) -> bool:
+        return not rootfs.rootfs_path(m, layer.name, layer.arch, root).exists()   # until the rootfs is cached
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         with ui.step(f"bootstrap Debian {m.bases[layer.name].release} rootfs for {layer.arch.name}"):
@@ -267,6 +286,9 @@ class Suite(Locked):
     def variables(self, m: Matrix, layer: "Layer") -> dict:
         return {"suite": m.suites[layer.name], "suite_dir": layout.suite_dir(layer.name)}
 
+    def patches(self, m: Matrix, layer: "Layer") -> list[str]:
+        return list(m.suites[layer.name].patches)
+
     def title(self, m: Matrix, layer: "Layer") -> str:
         return (f"{layer.name} {m.suites[layer.name].version} on Paddle "
                 f"{m.paddle_version(layer.flavour, layer.arch.name)} {layer.flavour} ({layer.arch.name})")
@@ -305,7 +327,7 @@ class Suite(Locked):
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         super().add_context(ctx, m, layer, root, native)
-        for patch in m.suites[layer.name].patches:
+        for patch in self.patches(m, layer):
             ctx.add_file(f"patches/{patch}", root / patch_path(layer.name, patch))
 
 

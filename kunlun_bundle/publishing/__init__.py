@@ -105,7 +105,7 @@ def write_report(report_dir: Path, registry_arg: str, revision: Optional[str], c
 def publish(m: Matrix, layers: list[Layer], root: Path, registry_arg: str, run_archs: list[str], *,
             push: bool = False, force: bool = False, manifests: bool = True,
             report_dir: Path = Path(".cache/publish-report"), smoke_args: list[str] = ()) -> list[Cell]:
-    """The publish task: print the plan; with push=True, push and put the manifest lists. Raises
+    """`invoke publish`: print the plan; with push=True, push and put the manifest lists. Raises
     PublishError (after writing the report) when a cell was held back or failed."""
     start = time.monotonic()
     host = reg.split(naming.registry_repository(m, registry_arg, "x"))[0]

@@ -1,5 +1,8 @@
 """What every image test may rely on, and nothing else: images it builds itself.
 
+- Every test here is marked `docker` (by the hook below, from its directory): `./kunlun test --fast`
+  (`-m "not docker"`) leaves them out.
+
 - `build(*models, arch=...)`: a test module asks for the images it uses through the bundle's own
   `invoke build` (cached by Docker, so asking twice in a session costs seconds). No test may use an
   image it did not ask for: on a fresh machine nothing else exists.
@@ -13,10 +16,21 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from .helpers import MATRIX as M, PUBLISH_NAMESPACE, docker, invoke, require_emulation
+
+
+HERE = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)   # before -m selects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.docker)
 
 
 def bundle_tags() -> list[str]:

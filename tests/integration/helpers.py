@@ -1,5 +1,6 @@
-"""What every image test uses: the bundle's tasks and docker as subprocesses, and the parser for
-the step lines and JSON summary every model prints in the same format."""
+"""What every image test uses: the bundle's tasks and docker as subprocesses (a multi-node job in the
+background: start_job; a training run that exports: learn), and the parser for the step lines and JSON
+summary every model prints in the same format."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,31 @@ def invoke(*args, env=None, check=True):
     if check and result.returncode != 0:
         pytest.fail(f"invoke {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def start_job(*args: str, until: str, timeout: float = 300) -> tuple[subprocess.Popen, str, list[str]]:
+    """`invoke ARGS` (a multi-node `run`) in the background, its output read until the job has said
+    its name and a line containing `until` (e.g. a step) has appeared: (the process, the job, the lines read)."""
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen, job = [], None
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        seen.append(line)
+        if job is None and line.startswith("job "):
+            job = line.split()[1].rstrip(":")
+        if job and until in line:
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    return proc, job, seen
+
+
+def learn(model: str, data: Path, tmp_path_factory, args: list[str]) -> tuple[Path, Path, str]:
+    """`invoke run MODEL` on `data` with `args`, exported for Paddle Inference at the end: (data, out, output).
+    `out` is a subdirectory: pytest's own are private to root, `invoke run` creates it for the container's user."""
+    out = tmp_path_factory.mktemp("learned") / "out"
+    result = invoke("run", model, "--data", str(data), "--output", str(out), "--", *args, "--export", "/output/inference")
+    return data, out, result.stdout
 
 
 def docker(*args, check=True):

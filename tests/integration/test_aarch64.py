@@ -11,7 +11,6 @@ from kunlun_bundle import matrix, naming
 
 from .helpers import ROOT, docker, invoke, require_emulation, training
 
-pytestmark = pytest.mark.docker
 
 M = matrix.load(ROOT / "matrix.yaml")
 BASE = naming.base_image(M, "bookworm", "aarch64")

@@ -14,7 +14,6 @@ from kunlun_bundle.errors import PublishError, RunError
 
 from .helpers import MATRIX, invoke
 
-pytestmark = pytest.mark.docker
 LABEL = {"io.kunlun.test": "container"}
 
 

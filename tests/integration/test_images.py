@@ -18,7 +18,6 @@ from tests.sample_data.classification import flowers as sample_flowers
 
 from .helpers import MATRIX, ROOT, docker, image, invoke, training
 
-pytestmark = pytest.mark.docker
 IMAGE = image("resnet50")
 BASE = naming.base_image(MATRIX, "bookworm", "x86_64")
 SUITE = naming.suite_image(MATRIX, "paddleclas", "cpu", "x86_64")

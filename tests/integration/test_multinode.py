@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
 
 import pytest
 
-from .helpers import ROOT, docker, invoke
+from .helpers import docker, invoke, start_job
 
-pytestmark = pytest.mark.docker
 RANKED = re.compile(r"^\[rank (\d)\] \[([a-z0-9.-]+)(?: rank (\d))?\] step (\d+)/(\d+)(?: \| epoch \d+)? \| loss (\S+) \|")
 SMALL = {"resnet50": ["-o", "Global.image_size=64"], "mobilenetv3": ["-o", "Global.image_size=64"],
          "yolov3-mobilenetv1": ["-o", "Global.image_size=64"]}
@@ -63,18 +59,8 @@ def test_two_nodes_train_as_one_job(built, model, tmp_path):
 
 
 def test_a_killed_rank_ends_the_job_and_leaves_nothing_running(built):
-    cmd = [sys.executable, "-m", "invoke", "run", "mobilenetv3", "--nodes", "2", "--", "--steps", "500",
-           *SMALL["mobilenetv3"]]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen, job = [], None
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        seen.append(line)
-        if job is None and line.startswith("job "):
-            job = line.split()[1].rstrip(":")
-        if job and "] step 1/500" in line:
-            break
-        assert time.monotonic() < deadline, "".join(seen)
+    proc, job, seen = start_job("run", "mobilenetv3", "--nodes", "2", "--", "--steps", "500", *SMALL["mobilenetv3"],
+                                until="] step 1/500")
     docker("kill", f"{job}-1")
     rest = proc.stdout.read()
     code = proc.wait(timeout=120)

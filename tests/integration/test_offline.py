@@ -21,7 +21,6 @@ from kunlun_bundle.host import archive
 
 from .helpers import MATRIX, ROOT, docker, invoke
 
-pytestmark = pytest.mark.docker
 NAMESPACE = f"{MATRIX.namespace}offline"
 ARCH = MATRIX.arch_registry.native().name
 BASE = naming.base_image(MATRIX, "bookworm", ARCH).replace(f"{MATRIX.namespace}/", f"{NAMESPACE}/", 1)

@@ -11,9 +11,8 @@ import pytest
 
 from tests.sample_data.classification import LEARNABLE, flowers, learnable
 
-from .helpers import docker, evaluations, image, invoke, training
+from .helpers import docker, evaluations, image, invoke, learn, training
 
-pytestmark = pytest.mark.docker
 MODELS = ["resnet50", "vgg16", "vgg19", "mobilenetv3", "hrnet"]
 # VGG's classifier expects 7x7 feature maps, i.e. 224 px inputs; the others take small ones.
 SIZE = {"vgg16": 224, "vgg19": 224}
@@ -99,10 +98,7 @@ LEARN = ["--recipe", "flowers102-finetune", "--steps", "80", "--batch-size", "16
 def learned(built, tmp_path_factory):
     """MobileNetV3 trained on the learnable set, with its best checkpoint exported at the end."""
     data = learnable(tmp_path_factory.mktemp("colours") / "data")   # mktemp's own directory is private (0700)
-    out = tmp_path_factory.mktemp("learned") / "out"     # created by invoke run, for the container's user
-    result = invoke("run", "mobilenetv3", "--data", str(data), "--output", str(out),
-                    "--", *LEARN, "--export", "/output/inference")
-    return data, out, result.stdout
+    return learn("mobilenetv3", data, tmp_path_factory, LEARN)
 
 
 def test_a_classifier_learns_from_chance_to_over_90_percent(learned):

@@ -15,9 +15,8 @@ import pytest
 from tests.sample_data import coco as coco_sample
 from tests.sample_data import voc as voc_sample
 
-from .helpers import docker, evaluations, image, invoke, training
+from .helpers import docker, evaluations, image, invoke, learn, training
 
-pytestmark = pytest.mark.docker
 YOLO = ["yolov3-mobilenetv1", "yolov3-darknet53"]
 MODELS = [*YOLO, "mask-rcnn"]
 # The recipes' resize operators at 64 px (upstream: multi-scale 320-608 for YOLOv3, short side 640-800 for Mask R-CNN).
@@ -156,10 +155,7 @@ def learned(built, tmp_path_factory):
     """YOLOv3-MobileNetV1 trained on the square set, its final weights exported at the end."""
     # Subdirectories: pytest's own are private to root, the container's user must read and write these.
     data = voc_sample.learnable(tmp_path_factory.mktemp("squares") / "squares")
-    out = tmp_path_factory.mktemp("learned") / "out"
-    result = invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
-                    "--", *LEARN, "--export", "/output/inference")
-    return data, out, result.stdout
+    return learn("yolov3-mobilenetv1", data, tmp_path_factory, LEARN)
 
 
 def test_a_detector_learns_to_a_voc_map_of_at_least_0_25(learned):

@@ -17,9 +17,8 @@ import pytest
 
 from tests.sample_data import text as sample
 
-from .helpers import docker, evaluations, image, invoke, training
+from .helpers import docker, evaluations, image, invoke, learn, training
 
-pytestmark = pytest.mark.docker
 MODELS = ["bert-base", "ernie-base"]
 SHORT = ["-o", "DataLoader.max_seq_len=32"]
 SMALL = [*SHORT, "-o", "Arch.num_hidden_layers=2", "-o", "Arch.hidden_size=64", "-o", "Arch.num_attention_heads=2",
@@ -106,10 +105,7 @@ def learned(built, tmp_path_factory):
     """BERT trained on the keyword set, its best checkpoint exported at the end."""
     # Subdirectories: pytest's own are private to root, the container's user must read and write them.
     data = sample.learnable(tmp_path_factory.mktemp("keywords") / "data")
-    out = tmp_path_factory.mktemp("learned") / "out"
-    result = invoke("run", "bert-base", "--data", str(data), "--output", str(out),
-                    "--", *LEARN, "--export", "/output/inference")
-    return data, out, result.stdout
+    return learn("bert-base", data, tmp_path_factory, LEARN)
 
 
 def test_a_text_classifier_learns_from_chance_to_over_90_percent(learned):

@@ -13,9 +13,8 @@ import pytest
 from tests.sample_data import segmentation as sample
 from tests.sample_data.images import read_png
 
-from .helpers import docker, evaluations, image, invoke, training
+from .helpers import docker, evaluations, image, invoke, learn, training
 
-pytestmark = pytest.mark.docker
 MODELS = ["deeplabv3", "unet"]
 SMALL = ["-o", "Global.image_size=32"]
 
@@ -131,10 +130,7 @@ def learned(built, tmp_path_factory):
     """UNet trained on the disc set, its final weights exported at the end."""
     # Subdirectories: pytest's own are private to root, the container's user must read and write these.
     data = sample.learnable(tmp_path_factory.mktemp("discs") / "discs", size=32)
-    out = tmp_path_factory.mktemp("learned") / "out"
-    result = invoke("run", "unet", "--data", str(data), "--output", str(out),
-                    "--", *LEARN, "--export", "/output/inference")
-    return data, out, result.stdout
+    return learn("unet", data, tmp_path_factory, LEARN)
 
 
 def masks(data: Path, split: str) -> dict[str, list[list[int]]]:

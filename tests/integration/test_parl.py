@@ -15,7 +15,6 @@ import pytest
 
 from .helpers import docker, evaluations, image, invoke, training
 
-pytestmark = pytest.mark.docker
 MODEL = "dqn"
 IMAGE = image(MODEL)
 # Small and quick: 2 env steps and a minibatch of 8 per step, a 16-transition warm-up.

@@ -27,7 +27,6 @@ import yaml
 
 from .helpers import PUBLISH_NAMESPACE, ROOT, docker, image
 
-pytestmark = pytest.mark.docker
 
 MODELS = ("resnet50", "mobilenetv3")
 NAMESPACE = PUBLISH_NAMESPACE

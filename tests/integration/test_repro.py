@@ -14,7 +14,6 @@ from kunlun_bundle.images import chain, render, repro
 
 from .helpers import ROOT, invoke
 
-pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ next step, so no completed step is lost. Also: `docker run --read-only` works wi
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
-from .helpers import ROOT, docker, image, invoke, training
+from .helpers import docker, image, invoke, start_job, training
 
-pytestmark = pytest.mark.docker
 MODEL = "mobilenetv3"
 SMALL = ["-o", "Global.image_size=32"]
 STEP = re.compile(r"\] step (\d+)/(\d+)")
@@ -74,17 +71,8 @@ def test_docker_stop_checkpoints_the_last_step_and_resume_loses_none(built, devi
 
 def test_a_stopped_rank_of_a_two_node_job_stops_both_at_the_same_step(built, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "invoke", "run", MODEL, "--nodes", "2", "--output", str(out), "--", "--steps", "40", *SMALL]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen, job = [], None
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        seen.append(line)
-        if job is None and line.startswith("job "):
-            job = line.split()[1].rstrip(":")
-        if job and re.search(r"\] step 2/40", line):
-            break
-        assert time.monotonic() < deadline, "".join(seen)
+    proc, job, seen = start_job("run", MODEL, "--nodes", "2", "--output", str(out), "--", "--steps", "40", *SMALL,
+                                until="] step 2/40")
     docker("kill", "--signal", "TERM", f"{job}-1")
     output = "".join(seen) + proc.stdout.read()
     proc.wait(timeout=120)

@@ -34,8 +34,7 @@ from kunlun_bundle.errors import HashMismatchError
 
 from .helpers import ROOT, docker, image, invoke
 
-pytestmark = [pytest.mark.docker,
-              pytest.mark.skipif(os.geteuid() != 0, reason="mknod and device mapping need root")]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mknod and device mapping need root")
 FLAVOUR = "xpu-standin"
 
 
@@ -206,7 +205,7 @@ def test_the_xpu_framework_layer_installs_the_runtime_and_wheel(server, tmp_path
     layer = paddle_layer(m)
     assert "paddlepaddle-xpu==3.2.2" in (repo / layer.lock).read_text()
     results = build.build_layers(m, layer.ancestry(), repo)
-    assert results[layer.image].status in ("built", "cached"), results[layer.image].error
+    assert results[layer.image].status == "built", results[layer.image].error
     assert (cache_dir / "downloads" / "xre-standin_x86_64.tar.gz").is_file()   # downloaded and verified
 
     labels = json.loads(docker("image", "inspect", layer.image).stdout)[0]["Config"]["Labels"]
@@ -239,4 +238,4 @@ def test_an_air_gapped_host_builds_from_a_local_directory(server, tmp_path, cach
     (tmp_path / "config/kunlun-bundle/config.yaml").write_text(f"sources: [{disk}]\n")
     layer = paddle_layer(m)
     results = build.build_layers(m, layer.ancestry(), repo)
-    assert results[layer.image].status in ("built", "cached"), results[layer.image].error
+    assert results[layer.image].status == "built", results[layer.image].error

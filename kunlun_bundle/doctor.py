@@ -1,4 +1,7 @@
-"""`invoke doctor`: every host check the bundle depends on, each failure with what to do."""
+"""`invoke doctor`: every host check the bundle depends on, each failure with what to do.
+
+It reports on the host, the Docker engine, the images and the Kunlun cards, so it stands above all the
+subpackages (which therefore never import it)."""
 from __future__ import annotations
 
 import os
@@ -9,18 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .. import host, naming, ui
-from ..containers import docker_api
-from ..errors import BundleError, HostError
-from ..matrix import Matrix
-from ..training import devices
-from . import cache
+from . import host, naming, ui
+from .containers import docker_api
+from .errors import BundleError
+from .host import cache
+from .images import chain, labels
+from .matrix import Matrix
+from .training import devices
 
 MIN_FREE = 20 * 10**9      # one arch's full chain plus the wheel cache, with room to spare
-
-# Host packages the bundle needs, by the command that shows they are installed.
-# dpkg-scanpackages: the Packages file of the local repository the base is bootstrapped from (rootfs.py).
-HOST_PACKAGES = {"mmdebstrap": "mmdebstrap", "dpkg-scanpackages": "dpkg-dev"}
 
 
 @dataclass
@@ -41,7 +41,7 @@ def checks(m: Matrix) -> list[Check]:
         results.append(Check("Docker daemon", True, f"reachable, Docker {version.get('Version')}"))
     except BundleError as exc:
         results.append(Check("Docker daemon", False, exc.message, exc.hint or ""))
-    for tool, package in HOST_PACKAGES.items():
+    for tool, package in host.HOST_PACKAGES.items():
         path = shutil.which(tool)
         results.append(Check(f"{tool}", bool(path), path or "not installed", f"sudo apt-get install -y {package}"))
     native = m.arch_registry.native()
@@ -150,7 +150,6 @@ def images_check(m: Matrix, client, root: Path = Path(".")) -> Check:
     """Whether the images here are what this checkout builds: their io.kunlun.inputs.sha256 label
     against the digest computed from the checkout (the commit's own facts aside). The images are
     reproducible, so the same inputs mean the same image."""
-    from ..images import chain, labels
     native = m.arch_registry.native()
     current, stale, missing = [], [], 0
     for top in chain.all_ready(m):
@@ -177,16 +176,3 @@ def report(m: Matrix) -> bool:
     ui.table(["", "check", "detail", "what to do"], rows, title="Host checks")
     return all(r.ok for r in results if r.required)
 
-
-def install_host_packages() -> None:
-    """Install the Debian packages the bundle needs, when missing (as root; otherwise say how)."""
-    missing = [pkg for tool, pkg in HOST_PACKAGES.items() if not shutil.which(tool)]
-    if not missing:
-        return
-    if os.getuid() != 0:
-        raise HostError(f"missing host packages: {' '.join(missing)}",
-                             hint=f"sudo apt-get install -y {' '.join(missing)}")
-    with ui.step(f"install host packages: {' '.join(missing)}"):
-        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, stdout=subprocess.DEVNULL,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
