@@ -39,7 +39,7 @@ class NullMetrics:
     def ready(self, model: str, ready: bool) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)   # identity: a job is removed from the queue by `is`, not by its arrays
 class Job:
     inputs: dict[str, np.ndarray]
     rows: int
@@ -190,6 +190,10 @@ class Batcher:
         while (batch := self._take()) is not None:
             try:
                 self._run(backend, batch)
+            except Exception as e:   # a bug of ours: answer the batch rather than leave it waiting
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(RunError(f"model '{self.name}': {type(e).__name__}: {e}"))
             finally:
                 with self._cond:
                     self._busy -= len(batch)
