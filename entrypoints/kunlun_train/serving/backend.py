@@ -6,7 +6,9 @@ XPU: one predictor per visible card (`enable_xpu`, `set_xpu_device_id` with the 
 XPU_VISIBLE_DEVICES, which Paddle numbers from 0). Paddle is imported only when a predictor is built."""
 from __future__ import annotations
 
+import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,10 @@ from .. import device as devices
 from ..errors import TrainError
 from ..resources import usable_cpus
 from .protocol import DTYPES, TensorSpec, datatype_of, example_inputs
+
+# One predictor built at a time: two create_predictor calls in two threads segfaulted in PIR's
+# dialect registration (IrContext::GetOrRegisterDialect), measured with 3.2.2 on CPU.
+BUILD = threading.Lock()
 
 # paddle.inference.DataType names -> V2 datatypes
 PADDLE_TYPES = {"FLOAT32": "FP32", "FLOAT16": "FP16", "FLOAT64": "FP64", "BFLOAT16": "FP32", "INT64": "INT64",
@@ -35,6 +41,28 @@ def model_files(directory: Path) -> tuple[Path, Path]:
         raise TrainError(f"--model {directory}: no exported model there (expected inference.json and "
                          "inference.pdiparams; write them with `export` or `--export DIR`)")
     return model, params
+
+
+def declared_shapes(model: Path) -> dict[str, list[int]]:
+    """Input name -> the InputSpec's shape, from the PIR program's data ops. Paddle 3.2.2's Python API
+    has no other way: an input handle's shape() is [0] until it is fed (measured)."""
+    if model.suffix != ".json":
+        return {}
+    found: dict[str, list[int]] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if str(node.get("#", "")).endswith(".data") and isinstance(node.get("A"), list):
+                attrs = {a.get("N"): (a.get("AT") or {}).get("D") for a in node["A"] if isinstance(a, dict)}
+                if isinstance(attrs.get("name"), str) and isinstance(attrs.get("shape"), list):
+                    found[attrs["name"]] = attrs["shape"]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(json.loads(model.read_text()))
+    return found
 
 
 @dataclass(frozen=True)
@@ -90,20 +118,25 @@ class PaddleBackend:
             else:
                 config.disable_mkldnn()
             config.set_cpu_math_library_num_threads(plan.threads)
-        config.enable_memory_optim()
+        # No enable_memory_optim(): on a 3.2.2 PIR export, create_predictor then fails ("Not find
+        # predictor_id 0 and pass_name memory_optimize_pass"), measured on the CPU wheel.
         config.disable_glog_info()
-        self.predictor = inference.create_predictor(config)
-        self.inputs = [self._spec(name, self.predictor.get_input_handle(name))
+        with BUILD:
+            self.predictor = inference.create_predictor(config)
+        shapes = declared_shapes(model)
+        self.inputs = [self._spec(name, self.predictor.get_input_handle(name), shapes.get(name))
                        for name in self.predictor.get_input_names()]
         self.outputs: list[TensorSpec] = []      # known after the first run (the warm-up)
 
     @staticmethod
-    def _spec(name: str, handle) -> TensorSpec:
+    def _spec(name: str, handle, shape: list[int] | None) -> TensorSpec:
         kind = getattr(handle.type(), "name", str(handle.type()).rsplit(".", 1)[-1])
         if kind not in PADDLE_TYPES:
             raise TrainError(f"input '{name}' has Paddle type {kind}, which the V2 protocol cannot carry")
-        shape = tuple(int(d) for d in handle.shape())
-        return TensorSpec(name, PADDLE_TYPES[kind], (-1,) + shape[1:] if shape else shape)
+        if not shape:
+            raise TrainError(f"input '{name}': no declared shape in the export (a Paddle 3 inference.json "
+                             "written by paddle.jit.save with an InputSpec has one)")
+        return TensorSpec(name, PADDLE_TYPES[kind], (-1,) + tuple(int(d) for d in shape[1:]))
 
     def example(self, rows: int) -> dict[str, np.ndarray]:
         return example_inputs(tuple(self.inputs), rows)

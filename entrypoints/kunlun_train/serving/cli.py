@@ -93,6 +93,8 @@ def serve(args, handler=None) -> int:
     name = model_name(directory, args.name)
     where = backend.plan(args.workers, args.threads, args.onednn)
     backend.threads_env(where)
+    import paddle.inference  # noqa: F401  now: importing Paddle installs its own SIGTERM handler, which
+    # would kill the process mid-drain; app.run installs ours after it (measured with 3.2.2)
     max_batch = args.max_batch_size or 8
     wait = args.max_wait_ms if args.max_wait_ms is not None else (5.0 if where.device == "xpu" else 0.0)
     if wait < 0:
