@@ -237,6 +237,21 @@ def run(c, model, arch=None, flavour=None, data=None, output=None, cpus=None, de
         raise Exit(code=code)
 
 
+@bundle_task(help={"export": "The exported model directory (inference.json, .pdiparams, .yml), e.g. OUT/inference.",
+                   "port": "Host port for the server (default 8000).",
+                   "bind": "Host address to publish it on (default 0.0.0.0; 127.0.0.1 for this host only).",
+                   "arch": "Image arch (default: this host's).", "flavour": "Device flavour (default: cpu, or xpu with --xpus).",
+                   "cpus": "CPU limit for the container, e.g. 2.", "xpus": "Kunlun cards to serve on: 0,1 or all."})
+def serve(c, model, export, port=8000, bind="0.0.0.0", arch=None, flavour=None, cpus=None, xpus=None):
+    """Serve an export of MODEL over HTTP (Open Inference Protocol / KServe V2) from its image. Arguments after `--`
+    go to the server (try `-- --help`: batching, workers, threads, drain)."""
+    m = matrix.load(MATRIX)
+    [layer] = _model_layers(m, arch, [model], flavour or ("xpu" if xpus else None))[:1]
+    code = training.run.serve(layer, export, int(port), bind, _extra_args(), cpus, xpus)
+    if code:
+        raise Exit(code=code)
+
+
 @bundle_task(help={"output": "Where to write the spec (default /etc/cdi/kunlunxin-xpu.yaml; '-' prints it).",
                    "dev_root": "Where the device nodes are (default /dev, or $KUNLUN_DEV_ROOT)."})
 def cdi(c, output="/etc/cdi/kunlunxin-xpu.yaml", dev_root=None):

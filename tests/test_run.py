@@ -43,3 +43,30 @@ def test_a_dataset_the_container_user_cannot_read_is_refused_with_the_fix(layer,
         run.container_options(layer, str(private), None, [])
     assert "not readable by the container's user (uid 1000)" in info.value.message
     assert f"chmod -R a+rX {private}" in info.value.hint
+
+
+# --- `invoke serve`: an export behind the image's server -----------------------------------------
+
+def export_dir(tmp_path):
+    out = tmp_path / "inference"
+    out.mkdir()
+    for name in ("inference.json", "inference.pdiparams", "inference.yml"):
+        (out / name).write_text("{}")
+    out.chmod(0o755)
+    return out
+
+
+def test_serving_mounts_the_export_read_only_and_publishes_the_port(layer, tmp_path):
+    options = run.serve_options(layer, str(export_dir(tmp_path)), 9000, "127.0.0.1", ["--max-batch-size", "4"])
+    assert options["command"] == ["serve", "--model", "/model", "--max-batch-size", "4"]
+    assert options["volumes"] == {str(tmp_path / "inference"): {"bind": "/model", "mode": "ro"}}
+    assert options["ports"] == {"8000/tcp": ("127.0.0.1", 9000)}
+    assert options["read_only"] is True and "network_mode" not in options     # the bridge, for the port only
+
+
+def test_serving_a_directory_with_no_export_says_how_to_make_one(layer, tmp_path):
+    with pytest.raises(RunError) as info:
+        run.serve_options(layer, str(tmp_path), 8000)
+    assert "no exported model there" in info.value.message and "-- export" in info.value.hint
+    with pytest.raises(RunError, match="--port 70000: expected a TCP port"):
+        run.serve_options(layer, str(export_dir(tmp_path)), 70000)

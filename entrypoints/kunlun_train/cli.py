@@ -22,6 +22,8 @@ COMMANDS = {
     "eval": "evaluate weights (a checkpoint or .pdparams) on the dataset's validation split",
     "export": "write a Paddle inference model (inference.json + .pdiparams + inference.yml) from weights",
     "predict": "run an exported inference model with paddle.inference on images, files or a directory",
+    "serve": "serve an exported model over HTTP, the Open Inference Protocol (KServe V2), with paddle.inference "
+             "(`serve --help` explains)",
     "check": "print this container's environment stamp (Paddle build, XPU runtime and driver, device nodes, "
              "visible cards) and run paddle.utils.run_check()",
 }
@@ -361,11 +363,22 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     return 0 if summary["loss_finite"] else 3
 
 
+def serve(argv: list[str]) -> int:
+    """`serve`: its own flags (serving/cli.py); the export's task (inference.yml, else this image's)
+    gives the predict route."""
+    from .serving import cli as serving_cli, routes
+    path = os.environ.get("KUNLUN_RECIPE", RECIPE_FILE)
+    task = recipes.load(path).bundle.get("task") if os.path.exists(path) else None
+    return serving_cli.main(argv, handler=lambda directory: routes.for_export(directory, task))
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         argv = sys.argv[1:] if argv is None else argv
         scratch = resources.writable_scratch()   # before anything imports Paddle
+        if argv[:1] == ["serve"]:
+            return serve(argv[1:])
         args, recipe = prepare(argv)
         if scratch and not parallel.World.from_env().distributed:
             print(f"[{recipe['Bundle'].get('model', 'model')}] {scratch}", flush=True)

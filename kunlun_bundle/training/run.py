@@ -97,3 +97,51 @@ def run(m: Matrix, layer: Layer, data: Optional[str] = None, output: Optional[st
         except KeyboardInterrupt:
             running.stop(timeout=10)
             raise
+
+
+SERVE_PORT = 8000        # the server's port inside the container (entrypoint `serve --port`)
+MODEL_MOUNT = "/model"   # where `invoke serve` mounts the export, read-only
+
+
+def serve_options(layer: Layer, export: str, port: int = SERVE_PORT, bind: str = "0.0.0.0", args: list[str] = (),
+                  cpus: Optional[float] = None, xpus: Optional[str] = None) -> dict:
+    """The docker run options for serving an export (no Docker calls: unit-tested): the export
+    read-only at /model, the server's port published on `bind`:`port`, a read-only root filesystem;
+    the network is the default bridge, for the port only. `xpus` as for training."""
+    src = Path(export).expanduser().resolve()
+    if not (src / "inference.yml").is_file() or not (src / "inference.pdiparams").is_file():
+        raise RunError(f"--export {export}: no exported model there (expected inference.json, inference.pdiparams "
+                       "and inference.yml)", hint="export one with `invoke run MODEL --output OUT -- export` (it writes "
+                                                   "OUT/inference), or train with `-- --export /output/inference`")
+    if os.getuid() == 0 and not _readable_by(src, layout.USER.uid):
+        raise RunError(f"--export {export}: not readable by the container's user (uid {layout.USER.uid})",
+                       hint=f"`chmod -R a+rX {src}`")
+    if not 0 < int(port) < 65536:
+        raise RunError(f"--port {port}: expected a TCP port, 1..65535")
+    options = dict(image=layer.image, command=["serve", "--model", MODEL_MOUNT, *args],
+                   volumes={str(src): {"bind": MODEL_MOUNT, "mode": "ro"}}, ports={f"{SERVE_PORT}/tcp": (bind, int(port))},
+                   read_only=True, platform=layer.arch.platform, shm_size="1g", labels={"io.kunlun.serve": layer.name})
+    if cpus:
+        options["nano_cpus"] = int(float(cpus) * 1e9)
+    if xpus:
+        cards = devices.Cards.discover()
+        options.update(devices.container_options(cards, cards.select(xpus)))
+    return options
+
+
+def serve(layer: Layer, export: str, port: int = SERVE_PORT, bind: str = "0.0.0.0", args: list[str] = (),
+          cpus: Optional[float] = None, xpus: Optional[str] = None) -> int:
+    """Serve until Ctrl-C (or the server exits), streaming its log; Ctrl-C is the server's SIGTERM:
+    it drains (finishes every accepted request) and exits 0."""
+    client = docker_api.client()
+    require_built(client, layer)
+    options = serve_options(layer, export, port, bind, list(args), cpus, xpus)
+    ui.info(f"[bold]serve[/] {escape(export)} with {escape(layer.image)} on http://{bind}:{port} "
+            f"(Open Inference Protocol: /v2/models/{layer.name}/infer, /v2/models/{layer.name}/predict)")
+    with container.start(client, options.pop("image"), options.pop("command"), **options) as running:
+        try:
+            running.stream()
+            return running.wait()
+        except KeyboardInterrupt:
+            running.stop(timeout=30)
+            raise

@@ -13,6 +13,8 @@ Open Inference Protocol (KServe V2) over HTTP:
   GET  /v2/health/live, /v2/health/ready      liveness, readiness (ready = predictors built and warmed)
   GET  /v2, /v2/models/NAME                   server and model metadata (tensor names, shapes, datatypes)
   POST /v2/models/NAME/infer                  {"inputs": [{"name", "shape", "datatype", "data"}]}
+  POST /v2/models/NAME/predict                a file (an image's bytes, or JSON {"image": base64}):
+                                              what `predict` prints for it (classification)
   GET  /metrics                               Prometheus: latency, queue and compute time, batch size
 Batching (--max-wait-ms > 0) merges queued requests up to --max-batch-size rows: it pays off on XPU,
 not for ResNet50 on CPU. SIGTERM stops accepting and answers every request received within
@@ -95,6 +97,8 @@ def serve(args, handler=None) -> int:
     backend.threads_env(where)
     import paddle.inference  # noqa: F401  now: importing Paddle installs its own SIGTERM handler, which
     # would kill the process mid-drain; app.run installs ours after it (measured with 3.2.2)
+    if callable(handler) and not hasattr(handler, "predict"):   # a factory: the task's, once Paddle's threads are set
+        handler = handler(directory)
     max_batch = args.max_batch_size or 8
     wait = args.max_wait_ms if args.max_wait_ms is not None else (5.0 if where.device == "xpu" else 0.0)
     if wait < 0:
