@@ -5,7 +5,7 @@ by hand when KServe or the manifests change:
     git clone https://github.com/kserve/kserve && git -C kserve rev-parse HEAD
     python3 kunlun_bundle/training/schemas/extract_kserve.py kserve COMMIT
 
-What is kept is KEEP below: at each level only the named properties (True = the whole subtree as
+What is kept is the third item of each SOURCES entry below: at each level only the named properties (True = the whole subtree as
 upstream has it, a dict = recurse); everything else in a kept object (types, required, enums,
 x-kubernetes-* markers) is copied unchanged. serving_k8s.problems() then treats every object
 that has properties and no x-kubernetes-preserve-unknown-fields as closed (additionalProperties
