@@ -290,26 +290,54 @@ def publish(c, registry, model=None, flavour=None, arch="all", push=False, force
 
 
 @bundle_task(iterable=["arg"],
-             help={"model": "The model to train, e.g. resnet50.",
-                   "nodes": "Pods (ranks) in the job.",
+             help={"model": "The model to train (or serve), e.g. resnet50.",
+                   "nodes": "Pods (ranks) in the job (default 2).",
                    "xpus_per_node": "Kunlun cards per pod, requested as baidu.com/xpu (0: CPU).",
                    "registry": "Registry prefix the images are pushed under, e.g. registry.example:5000/kunlun.",
-                   "flavour": "Image flavour (default: xpu with --xpus-per-node, else cpu).",
+                   "flavour": "Image flavour (default: xpu with --xpus-per-node/--xpus-per-replica, else cpu).",
                    "arch": "Image arch (default: native).",
                    "data_claim": "PersistentVolumeClaim holding the dataset (mounted read-only at /data).",
                    "output_claim": "PersistentVolumeClaim for checkpoints, shared by all ranks (/output).",
                    "output": "Directory for the manifests (default k8s/MODEL).",
-                   "arg": "An entrypoint argument, repeatable: --arg=--steps --arg=100."})
-def k8s(c, model, nodes=2, xpus_per_node=0, registry=None, flavour=None, arch=None, data_claim=None,
-        output_claim=None, output=None, arg=None):
-    """Write Kubernetes manifests for a multi-node job: a PaddleJob and an Indexed Job + headless Service."""
+                   "arg": "An entrypoint (with --serve: a `serve`) argument, repeatable: --arg=--steps --arg=100.",
+                   "serve": "Serving manifests instead: a KServe ServingRuntime + InferenceService (V2 protocol) "
+                            "and a Deployment + Service.",
+                   "image": "--serve: the image to serve, e.g. a serving image with the model in it.",
+                   "replicas": "--serve: pods serving the model (default 1).",
+                   "xpus_per_replica": "--serve: Kunlun cards per pod, one predictor each (default 0: CPU).",
+                   "model_dir": f"--serve: the model's directory in the image (default {training.serving_k8s.MODEL_DIR}).",
+                   "model_claim": "--serve: PersistentVolumeClaim with the export, mounted read-only at /output "
+                                  "(model /output/inference); without --image the training image serves it."})
+def k8s(c, model, nodes=None, xpus_per_node=None, registry=None, flavour=None, arch=None, data_claim=None,
+        output_claim=None, output=None, arg=None, serve=False, image=None, replicas=None, xpus_per_replica=None,
+        model_dir=None, model_claim=None):
+    """Write Kubernetes manifests: a multi-node job (a PaddleJob and an Indexed Job + headless Service), or
+    with --serve a served model (a KServe ServingRuntime + InferenceService and a Deployment + Service)."""
+    training_only = {"--nodes": nodes, "--xpus-per-node": xpus_per_node, "--data-claim": data_claim,
+                     "--output-claim": output_claim}
+    serving_only = {"--image": image, "--replicas": replicas, "--xpus-per-replica": xpus_per_replica,
+                    "--model-dir": model_dir, "--model-claim": model_claim}
+    wrong = [flag for flag, value in (training_only if serve else serving_only).items() if value is not None]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)}: {'not' if serve else 'only'} with --serve")
+    out = Path(output or ROOT / "k8s" / model)
     m = matrix.load(MATRIX)
-    flavour = flavour or ("xpu" if int(xpus_per_node) else None)
-    [layer] = _model_layers(m, arch, [model], flavour)[:1]
-    job = training.k8s.Job(name=f"kunlun-{model}", image=naming.registry_image(layer.image, registry), nodes=int(nodes),
-                   xpus_per_node=int(xpus_per_node), data_claim=data_claim, output_claim=output_claim,
-                   args=list(arg or []))
-    for path in training.k8s.write(job, Path(output or ROOT / "k8s" / model)):
+    if serve:
+        def training_image():
+            xpus = training.k8s.count("--xpus-per-replica", xpus_per_replica, 0)
+            [layer] = _model_layers(m, arch, [model], flavour or ("xpu" if xpus else None))[:1]
+            return layer.image
+        serving = training.serving_k8s.plan(model, image, training_image, registry, replicas, xpus_per_replica,
+                                            model_dir, model_claim, list(arg or []))
+        paths = training.serving_k8s.write(serving, out)
+    else:
+        xpus = training.k8s.count("--xpus-per-node", xpus_per_node, 0)
+        [layer] = _model_layers(m, arch, [model], flavour or ("xpu" if xpus else None))[:1]
+        job = training.k8s.Job(name=f"kunlun-{model}", image=naming.registry_image(layer.image, registry),
+                               nodes=training.k8s.count("--nodes", nodes, 2), xpus_per_node=xpus,
+                               data_claim=data_claim, output_claim=output_claim, args=list(arg or []))
+        paths = training.k8s.write(job, out)
+    for path in paths:
         ui.info(f"wrote {path}")
 
 

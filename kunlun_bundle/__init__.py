@@ -13,7 +13,7 @@ these. Core modules first, then one subpackage per stage of an image's life:
               rootfs, build
   containers/ the Docker engine: docker_api (connect, look up, build), container (the one way a
               container is started, followed, waited for and removed)
-  training/   training in the images: run, multinode, devices (Kunlun cards, CDI), k8s
+  training/   training in the images: run, multinode, devices (Kunlun cards, CDI), k8s, serving_k8s
   publishing/ `invoke publish`: plan (and gate), smoke, sbom, layer, push, registry
   host/       the host: its facts (binfmt, tools, disk, host packages), cache, archives
   doctor      `invoke doctor`: every host check with its fix; above the subpackages, as it reports on them

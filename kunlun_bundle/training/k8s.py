@@ -30,6 +30,16 @@ K8S_VERSION = "1.30"              # the API version the manifests are checked ag
 SCHEMA = Path(__file__).with_name("schemas") / "paddlejob.schema.json"
 
 
+def count(flag: str, value, default: int) -> int:
+    """A whole-number flag as the task got it (a string when given, None when not)."""
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r}: not a whole number") from None
+
+
 @dataclass(frozen=True)
 class Job:
     name: str                     # DNS-1123 label: the job, its service and its pods' prefix
