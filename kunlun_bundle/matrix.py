@@ -187,10 +187,9 @@ class Matrix(_Strict):
 
 
 def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
+    """The image's own recipe merge (entrypoints/kunlun_train/schema.py), so that the host checks the
+    recipes exactly as the image will assemble them."""
+    return recipe_schema().merge(base, top)
 
 
 # --- loading -----------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_a_bad_observation_file_names_the_file_and_line(tmp_path, name, text, me
 
 def test_reinforcement_learning_trains_on_the_engine_and_refuses_data():
     spec = task("reinforcement-learning")
-    assert spec.module == "reinforcement" and spec.engine and "not for DQN" in spec.data_help
+    assert spec.module == "reinforcement" and "not for DQN" in spec.data_help
     assert TASKS["reinforcement-learning"] is spec and spec.max_threads == 1
 
 

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from . import checkpoint, parallel, recipe as recipes, resources, schema
+from .options import DEFAULT_TASK, RunOptions
 from .device import choose as choose_device, facts as device_facts
 from .errors import TrainError
 
@@ -183,15 +184,21 @@ def _defaults(args: argparse.Namespace) -> None:
 def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """Everything that needs no Paddle: arguments, the effective recipe, the thread count."""
     from .tasks import spec as task_spec
-    model = os.environ.get("KUNLUN_MODEL", "model")
     recipe_path = os.environ.get("KUNLUN_RECIPE", RECIPE_FILE)
     found = recipes.load(recipe_path) if os.path.exists(recipe_path) else None
     names = list(found.recipes) if found else ["default"]
-    spec = task_spec((found.bundle if found else {}).get("task", "classification"))
+    bundle = found.bundle if found else {}
+    # The one place the model's name comes from: the image's recipe.json, else the image's env.
+    model = bundle.get("model") or os.environ.get("KUNLUN_MODEL", "model")
+    spec = task_spec(bundle.get("task", DEFAULT_TASK))
     args = parser(model, spec.data_help, spec.synthetic, names, spec.examples, spec.vocabulary) \
         .parse_args(split_command(argv))
     if args.recipe_file != recipe_path or found is None:
         found = recipes.load(args.recipe_file)
+        model = found.bundle.get("model") or model
+    task = found.bundle.get("task", DEFAULT_TASK)
+    if getattr(args, "steps", None) is not None and getattr(args, "epochs", None) is not None:
+        raise TrainError("--steps and --epochs both say how long the run is: give one")
     _defaults(args)
     args.recipe_name, upstream = found.select(args.recipe)
     trained = checkpoint.recipe_of(getattr(args, "weights", None))
@@ -215,8 +222,7 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise TrainError(f"--{flag.replace('_', '-')} must be at least {least:g}")
-    wrong = schema.problems(effective, found.bundle.get("task", "classification")) + schema.size_problems(
-        effective, found.bundle.get("input_size"), found.bundle.get("model", model))
+    wrong = schema.problems(effective, task) + schema.size_problems(effective, found.bundle.get("input_size"), model)
     if wrong:
         raise TrainError("the recipe has " + "; ".join(f"{'.'.join(map(str, at))}: {why}" for at, why in wrong)
                          + " (-o KEY=VALUE sets a key; --print-recipe shows them)")
@@ -239,12 +245,12 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     args.notices = []
     if getattr(args, "data", None) and args.command in ("train", "eval"):
         from .tasks import check_data, class_count
-        task = found.bundle.get("task", "classification")
         if trained is None:   # a checkpoint's recipe already has the count it was trained with
             given = any(o.split("=", 1)[0].strip() == spec.classes for o in args.override)
             notice = class_count(task, effective, args.data, explicit=given)
             args.notices += [notice] if notice else []
         check_data(task, effective, args.data, args.command)   # not after Paddle
+    args.options = RunOptions.from_args(args, model, task, threads, args.choice.kind, smoke)
     return args, effective
 
 
@@ -277,7 +283,7 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
     per_worker = max(1, recipe["Global"]["threads"] // len(devices))
     worker_args = parallel.worker_args(split_command(argv), per_worker)
     log_dir = tempfile.mkdtemp(prefix="kunlun-launch-")
-    model = recipe.get("Bundle", {}).get("model", "model")
+    model = args.options.model
     where = f" on node {args.nodes.rank} of {args.nodes.nnodes} (master {args.nodes.master})" if args.nodes else ""
     print(f"[{model}] launching {len(devices)} data-parallel worker(s){where} (devices {','.join(devices)}, "
           f"{per_worker} threads each); worker logs in {log_dir}", flush=True)
@@ -323,7 +329,7 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     from .tasks import adapter
 
     world = parallel.World.from_env()
-    model = recipe.get("Bundle", {}).get("model", "model")
+    model = args.options.model
     if args.choice.kind == "xpu":
         # The launcher (or invoke run --xpus) sets FLAGS_selected_xpus: this process's card,
         # numbered within XPU_VISIBLE_DEVICES.
@@ -344,13 +350,13 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     if args.command == "check":
         from . import check
         return check.run(paddle, say)
-    task_class = adapter(recipe["Bundle"].get("task", "classification"))
+    task_class = adapter(args.options.task)
     if args.command == "predict":
         from . import predict
         return predict.run(task_class(recipe, None, world), args, device, say)
     from .engine import Engine
     task = task_class(recipe, getattr(args, "data", None), world)
-    engine = Engine(task, recipe, args, world, device, say)
+    engine = Engine(task, recipe, args.options, world, device, say)
     if args.command == "eval":
         engine.evaluate_only(args.weights, args.predictions, started)
         return 0
@@ -381,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve(argv[1:])
         args, recipe = prepare(argv)
         if scratch and not parallel.World.from_env().distributed:
-            print(f"[{recipe['Bundle'].get('model', 'model')}] {scratch}", flush=True)
+            print(f"[{args.options.model}] {scratch}", flush=True)
         if args.print_recipe:
             # In the recipe's own order: a segmentation recipe's transforms apply in the order written.
             print(json.dumps(args.recipe_view, indent=2))

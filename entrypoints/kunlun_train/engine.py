@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from . import check, checkpoint, parallel, resources, schedule, shm
+from . import cadence, check, checkpoint, parallel, resources, schedule, shm
 from .errors import TrainError
 from .steplog import StepLog
 
@@ -171,9 +171,10 @@ class MetricsLog:
 class Engine:
     """One run of one task: train, evaluate or export. `say` prints on rank 0 only."""
 
-    def __init__(self, task, recipe: dict, args, world: parallel.World, device: str, say):
-        self.task, self.recipe, self.args, self.world, self.device, self.say = task, recipe, args, world, device, say
-        self.model_name = recipe.get("Bundle", {}).get("model", "model")
+    def __init__(self, task, recipe: dict, options, world: parallel.World, device: str, say):
+        """options: the run's options.RunOptions (what the command line and the image say; the recipe is the suite's)."""
+        self.task, self.recipe, self.options, self.world, self.device, self.say = task, recipe, options, world, device, say
+        self.model_name = options.model
         self.loader_cfg = recipe["DataLoader"]
         self.batch = int(self.loader_cfg["batch_size"])
         self.eval_batch = int(self.loader_cfg.get("eval_batch_size") or self.batch)
@@ -184,13 +185,13 @@ class Engine:
     def workers(self, dataset) -> int:
         """--workers, else the recipe's DataLoader.workers, else 'auto': half this rank's share of the
         CPUs (at least 1, at most 4) for data that needs decoding, none for synthetic data."""
-        chosen = self.args.workers if getattr(self.args, "workers", None) is not None else self.loader_cfg.get("workers", "auto")
+        chosen = self.options.workers if self.options.workers is not None else self.loader_cfg.get("workers", "auto")
         cap = self.task.max_workers if self.task.max_workers is not None else 4
         if chosen != "auto":
             return min(int(chosen), cap)
         if self.task.data is None:
             return 0
-        return max(0, min(cap, max(1, int(self.recipe["Global"]["threads"]) // 2)))
+        return max(0, min(cap, max(1, self.options.threads // 2)))
 
     def _worker_init(self, worker_id: int) -> None:
         # A stop signal is the trainer's to handle (finish the step, save): a loader worker that died
@@ -296,7 +297,7 @@ class Engine:
     def _on_signal(self, signum, frame) -> None:
         if self.stop_signal is None:
             self.say(f"{signal.Signals(signum).name} received: stopping after the step in progress"
-                     + (", then saving a checkpoint" if self.args.output else ""))
+                     + (", then saving a checkpoint" if self.options.output else ""))
         self.stop_signal = signum
 
     def train(self, started: float) -> dict:
@@ -310,44 +311,27 @@ class Engine:
                 signal.signal(s, handler)
 
     def _train(self, started: float) -> dict:
-        args, world, task = self.args, self.world, self.task
+        options, world, task = self.options, self.world, self.task
         train_set, eval_set = task.datasets()
         global_batch = self.batch * world.size
-        size = schedule.length(self.recipe, len(train_set), self.batch, args.steps, args.epochs, ranks=world.size)
+        size = schedule.length(self.recipe, len(train_set), self.batch, run_epochs=options.epochs, ranks=world.size)
         plan = schedule.plan(self.recipe["Optimizer"]["lr"], size, global_batch)
         lr = scheduler(plan)
-        model = self.model(args.pretrained)
+        model = self.model(options.pretrained)
         optim = optimizer(self.recipe["Optimizer"], lr, task.trainable(model))
         wrapped = parallel.wrap(model, world)
         total, per_epoch = size.run_steps, size.steps_per_epoch
-        done, best = 0, None
-        if args.resume:
-            found = checkpoint.latest(args.output)
-            if found is None:
-                self.say(f"no checkpoint in {args.output}; starting from step 1")
-            else:
-                done, directory = found
-                state, file = load_weights(directory)
-                apply_weights(model, state, file, lambda text: None, strict=True)
-                saved = paddle.load(str(directory / "model.pdopt"))
-                # The schedule is this run's (its length or batch may differ from the first run's):
-                # take the optimizer's moments from the checkpoint, the rate from the plan at `done`.
-                lr.step(done)
-                saved["LR_Scheduler"] = lr.state_dict()
-                optim.set_state_dict(saved)
-                task.load_extra(directory)
-                task.load_state(directory)
-                best = checkpoint.state(directory).get("best")
-                self.say(f"resumed from {directory} (step {done})")
-        eval_every = self._eval_every(per_epoch, eval_set)
+        done, best = self._resume(model, optim, lr) if options.resume else (0, None)
+        due = cadence.Cadence(total, self._eval_every(per_epoch, eval_set), options.save_every, options.save_minutes,
+                              saving=bool(options.output), clock=task.eval_due if eval_set is not None else None)
         self.say(f"training steps {done + 1}..{total} ({total / per_epoch:.3g} epochs of {per_epoch} steps) on "
                  f"{task.describe_data()}, batch {global_batch}" + (f" ({world.size} workers)" if world.distributed else ""))
-        self.say(f"schedule: {plan.describe()}" + (f"; evaluation every {eval_every} steps" if eval_every else ""))
+        self.say(f"schedule: {plan.describe()}" + (f"; evaluation every {due.eval_every} steps" if due.eval_every else ""))
         log = StepLog(self.model_name, task.unit, self.device, started=started,
                       rank=None if world.leader else world.rank)
-        metrics = MetricsLog(args.output, world.leader, started)
+        metrics = MetricsLog(options.output, world.leader, started)
         loader = self.loader(train_set, train=True)
-        step, last_eval, saved, stopped, last_save = done, None, None, False, time.monotonic()
+        step, last_eval, saved, stopped = done, None, None, False
         try:
             while step < total and not stopped and self.stop_signal is None:
                 self.epoch = step // per_epoch
@@ -366,21 +350,20 @@ class Engine:
                     log.step(step, total, value, seconds, samples, lr=rate, epoch=self.epoch + 1)
                     metrics.write("train", step, {"epoch": self.epoch + 1, "loss": value, "lr": rate,
                                                   "throughput": samples / seconds if seconds else None})
-                    if stopped or step >= total:
+                    now = due.after(step, stopped)
+                    if now.stop:
                         break
-                    own = task.eval_due(step) if eval_set is not None else None   # a task's own clock (DQN: episodes)
-                    if eval_every and step % eval_every == 0 or own:
+                    if now.evaluate:
                         last_eval, best = self._evaluate_and_keep_best(wrapped, model, optim, eval_set, step, best, metrics)
-                    if args.output and (args.save_every and step % args.save_every == 0
-                                        or args.save_minutes and time.monotonic() - last_save >= 60 * args.save_minutes):
-                        saved, last_save = self._save(model, optim, step, best), time.monotonic()
+                    if now.save:
+                        saved = self._save(model, optim, step, best)
+                        due.saved()
                     tick = time.perf_counter()
-            clock = eval_set is not None and task.eval_due(step) is not None
-            if (eval_every or clock) and step == total and step > done and not stopped:
+            if due.at_end(step, done, stopped):
                 last_eval, best = self._evaluate_and_keep_best(wrapped, model, optim, eval_set, step, best, metrics)
         finally:
             metrics.close()
-        if args.output and step > done:
+        if options.output and step > done:
             saved = self._save(model, optim, step, best)
         if stopped or self.stop_signal is not None:
             signum = self.stop_signal or signal.SIGTERM
@@ -388,12 +371,12 @@ class Engine:
                      + (f"; checkpoint {saved}: --resume continues at step {step + 1}" if saved else
                         " (no --output: nothing saved)"))
             self.stop_signal = signum
-        if args.export and world.leader:
-            self.export(model, Path(args.export))
+        if options.export and world.leader:
+            self.export(model, Path(options.export))
         summary = {"checkpoint": str(saved) if saved else None, "metric": last_eval, "best": best,
                    "schedule": plan.describe()}
-        return log.summary(batch_size=global_batch, threads=self.recipe["Global"]["threads"], workers=world.size,
-                           data=task.describe_data(), recipe=self.recipe["Bundle"].get("recipe"), **summary,
+        return log.summary(batch_size=global_batch, threads=options.threads, workers=world.size,
+                           data=task.describe_data(), recipe=options.recipe, **summary,
                            stopped_by=signal.Signals(self.stop_signal).name if self.stop_signal else None,
                            paddle=paddle.__version__, machine=platform.machine(), peak_rss_mb=resources.peak_rss_mb(),
                            environment=check.stamp(paddle))
@@ -408,29 +391,33 @@ class Engine:
         return result, best
 
     def _eval_every(self, per_epoch: int, eval_set) -> int:
-        """Steps between evaluations: --eval-every (N steps, or Ne for N epochs), else the recipe's
-        Global.eval_every (the same forms: iteration-based recipes count steps), else its
-        Global.eval_interval epochs, when the data has a validation split; 0: never."""
-        if eval_set is None:
-            return 0
-        given = self.args.eval_every
-        if given is None:
-            if self.task.data is None:
-                return 0   # the smoke default: synthetic data has nothing to learn
-            given = self.recipe["Global"].get("eval_every")
-        if given is None:
-            interval = self.recipe["Global"].get("eval_interval", 1)
-            return max(1, int(round(float(interval) * per_epoch))) if interval else 0
-        text = str(given).strip().lower()
-        try:
-            if text.endswith(("e", "epoch", "epochs")):
-                return max(1, int(round(float(text.rstrip("epochs") or 1) * per_epoch)))
-            return max(0, int(text))
-        except ValueError:
-            raise TrainError(f"--eval-every {given!r}: expected steps (200) or epochs (2e)") from None
+        return cadence.eval_interval(self.options.eval_every, self.recipe["Global"], per_epoch, eval_set is not None,
+                                     synthetic=self.task.data is None)
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def _resume(self, model, optim, lr) -> tuple[int, dict | None]:
+        """(the step to continue after, the best so far) from the latest checkpoint in --output."""
+        found = checkpoint.latest(self.options.output)
+        if found is None:
+            self.say(f"no checkpoint in {self.options.output}; starting from step 1")
+            return 0, None
+        done, directory = found
+        state, file = load_weights(directory)
+        apply_weights(model, state, file, lambda text: None, strict=True)
+        saved = paddle.load(str(directory / "model.pdopt"))
+        # The schedule is this run's (its length or batch may differ from the first run's): take the
+        # optimizer's moments from the checkpoint, the rate from the plan at `done`.
+        lr.step(done)
+        saved["LR_Scheduler"] = lr.state_dict()
+        optim.set_state_dict(saved)
+        self.task.load_extra(directory)
+        self.task.load_state(directory)
+        self.say(f"resumed from {directory} (step {done})")
+        return done, checkpoint.state(directory).get("best")
 
     def _save(self, model, optim, step: int, best: dict | None, name: str | None = None):
-        if not self.world.leader or not self.args.output:
+        output = self.options.output
+        if not self.world.leader or not output:
             return None
 
         def write(directory: Path) -> None:
@@ -441,9 +428,9 @@ class Engine:
             self.task.save_extra(directory)
         state = {"model": self.model_name, "recipe": self.recipe, "workers": self.world.size, "best": best}
         if name:
-            return checkpoint.save_as(self.args.output, name, write, {**state, "step": step})
-        saved = checkpoint.save(self.args.output, step, write, state)
-        checkpoint.prune(self.args.output, self.args.keep)
+            return checkpoint.save_as(output, name, write, {**state, "step": step})
+        saved = checkpoint.save(output, step, write, state)
+        checkpoint.prune(output, self.options.keep)
         return saved
 
     # --- evaluate / export without training ----------------------------------------------------------
@@ -467,7 +454,7 @@ class Engine:
         model.eval()
         paddle.jit.save(self.task.export_layer(model), str(directory / "inference"), input_spec=self.task.input_spec())
         self.task.save_extra(directory)   # what prediction needs beside the model (a vocabulary)
-        config = {"Global": {"model": self.model_name, "task": self.recipe.get("Bundle", {}).get("task"),
+        config = {"Global": {"model": self.model_name, "task": self.options.task,
                              "paddle": paddle.__version__}, **self.task.inference_config()}
         # JSON is YAML: PaddleClas's deploy tools and yaml.safe_load read it as their config.
         (directory / "inference.yml").write_text(json.dumps(config, indent=2) + "\n")

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import schema
 from .errors import TrainError
 
 
@@ -50,12 +51,7 @@ def load(path: str | Path) -> Recipes:
     return Recipes(raw.get("Bundle", {}), raw["recipes"], raw.get("smoke") or {})
 
 
-def merge(base: dict, top: dict) -> dict:
-    """`top` over `base`, section by section (nested dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else copy.deepcopy(value)
-    return out
+merge = schema.merge   # the one merge, shared with the host (kunlun_bundle/matrix.py)
 
 
 def parse_value(text: str):

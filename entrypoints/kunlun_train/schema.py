@@ -1,4 +1,5 @@
-"""What a recipe may say: every task's keys, their types and ranges. One schema, read in two places:
+"""What a recipe may say: every task's keys, their types and ranges, and how recipes merge. One
+schema, read in two places:
 the host checks matrix.yaml's recipes with it (`invoke list`, `render`, `build`: file:line and the key),
 and the image checks `-o` overrides with it before Paddle is imported. So a typo or a wrong type fails
 where it is written, not an hour into a run.
@@ -7,6 +8,7 @@ Standalone on purpose (standard library only, no package imports): kunlun_bundle
 by path, and the images have no pydantic."""
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
@@ -218,6 +220,15 @@ SCHEMAS: dict[str, Section] = {
                           e_greed_noise=Key("float", min=0, max=1)),
         Eval=section(env=Key("str"), episodes=POSITIVE, seed=Key("int", min=0), every_episodes=Key("int", min=0))),
 }
+
+
+def merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, section by section (nested mappings merge, everything else replaces): how a
+    task's shared keys, a model's recipe, its smoke overrides and -o stack up, on the host and in the image."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
 
 
 def size_problems(recipe: dict, rule: dict | None, model: str) -> list[tuple[tuple, str]]:

@@ -152,7 +152,6 @@ class Spec:
     defaults: dict = field(default_factory=dict)   # recipe keys every model of the task has
     max_threads: int | None = None   # a default cap: small networks run faster on fewer threads
     synthetic: str = "synthetic data"   # what it trains on without --data
-    engine: bool = True          # trains through engine.Engine (every task does since the detection tasks moved)
     # datasets/<module>.check(recipe, data, command): the mounted dataset parsed before Paddle is imported
     data_check: str | None = None
     examples: str | None = None  # --help examples ({model} filled in) replacing the dataset ones
@@ -167,18 +166,18 @@ TASKS = {
         "classification",
         "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label>' lines "
         "(flowers102 / ImageNet style)",
-        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True,
+        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}},
         data_check="classification", classes="Arch.class_num"),
     "segmentation": Spec(
         "segmentation",
         "a directory with train_list.txt (and val_list.txt for evaluation): '<image path> <label mask path>' "
         "lines, masks single-channel PNGs of class ids, 255 = ignore (optic_disc_seg / PaddleSeg style)",
-        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}, engine=True),
+        {"DataLoader": {"train_list": "train_list.txt", "val_list": "val_list.txt"}}),
     "reinforcement-learning": Spec(
         "reinforcement",
         "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
         "(Global.env); --data is an error",
-        max_threads=1, synthetic="episodes of its environment", engine=True,   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        max_threads=1, synthetic="episodes of its environment",   # a 128-unit Q network: measured 2-3x faster on one thread than on two
         examples=(
             "  docker run --rm kunlun/{model}                       # smoke: 10 learn steps and one evaluation\n"
             "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 8   # the recipe (8000 learn steps)\n"
@@ -195,13 +194,12 @@ TASKS = {
         "'label<TAB>text_a' too) or train.jsonl ('{\"text\": ..., \"label\": ...}' lines) for text-classification "
         "fine-tuning, and dev.tsv / dev.jsonl for its accuracy; the vocabulary is --vocab FILE or built from it",
         {"DataLoader": {"train_file": "auto", "dev_file": "auto"}},
-        synthetic="masked-LM + next-sentence pretraining on random token ids", engine=True, vocabulary=True),
+        synthetic="masked-LM + next-sentence pretraining on random token ids", vocabulary=True),
     "detection": Spec(
         "detection",
         "a VOC directory (roadsign style): train.txt (and valid.txt for evaluation) with "
         "'<image> <annotation.xml>' lines, label_list.txt (one class per line), annotations/*.xml, images/",
-        {"DataLoader": {"train_list": "train.txt", "val_list": "valid.txt", "label_list": "label_list.txt"}},
-        engine=True, data_check="voc", examples=(
+        {"DataLoader": {"train_list": "train.txt", "val_list": "valid.txt", "label_list": "label_list.txt"}}, data_check="voc", examples=(
             "  docker run --rm kunlun/{model}                       # smoke: 10 steps on synthetic images\n"
             "  docker run --rm -v $PWD/roadsign_voc:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
             "      --data /data --output /output --epochs 40 --pretrained /data/yolov3_coco.pdparams\n"
@@ -216,8 +214,7 @@ TASKS = {
         "segmentation, categories) with the images under train/, and for evaluation "
         "annotations/instances_val.json with its images under val/",
         {"DataLoader": {"annotations": "annotations/instances_train.json", "image_dir": "train",
-                        "val_annotations": "annotations/instances_val.json", "val_image_dir": "val"}},
-        engine=True, data_check="coco", examples=(
+                        "val_annotations": "annotations/instances_val.json", "val_image_dir": "val"}}, data_check="coco", examples=(
             "  docker run --rm kunlun/{model}                       # smoke: 10 steps on synthetic images\n"
             "  docker run --rm -v $PWD/coco:/data:ro -v $PWD/out:/output kunlun/{model} \\\n"
             "      --data /data --output /output --epochs 12 -o DataLoader.image_dir=train2017 \\\n"
