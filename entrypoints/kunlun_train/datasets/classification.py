@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TrainError
-from . import data_root, lines, required_file
+from . import data_root, lines, two_columns
 
 LIST_EXAMPLE = "'jpg/image_03601.jpg 12' (flowers102) or 'train/n01440764/n01440764_10026.JPEG 0' (ImageNet)"
 
@@ -52,22 +52,15 @@ def classification_list(root: str | Path, list_file: str, class_num: int | None)
     """Parse `<image path> <label>` lines (paths relative to root), checking every image exists and,
     given class_num, that every label is below it."""
     root = data_root(root)
-    path = required_file(root, list_file, f"a classification dataset needs a list file with lines like {LIST_EXAMPLE}")
     samples = []
-    for n, line in lines(path):
-        fields = line.split()
-        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise TrainError(f"{path}:{n}: expected '<image path> <integer label>', got {line!r}")
-        label = int(fields[1])
+    for n, image, label in two_columns(root, list_file, "classification", "integer label", LIST_EXAMPLE):
+        if not label.lstrip("-").isdigit():
+            raise TrainError(f"{root / list_file}:{n}: expected '<image path> <integer label>', got label {label!r}")
+        label = int(label)
         if label < 0 or class_num is not None and label >= class_num:
-            raise TrainError(f"{path}:{n}: label {label} outside 0..{(class_num or 1) - 1}; "
+            raise TrainError(f"{root / list_file}:{n}: label {label} outside 0..{(class_num or 1) - 1}; "
                              f"set the class count with -o Arch.class_num=N (or leave it to the data)")
-        image = root / fields[0]
-        if not image.is_file():
-            raise TrainError(f"{path}:{n}: image {fields[0]} not found under {root}")
         samples.append(Sample(image, label, n))
-    if not samples:
-        raise TrainError(f"{path}: no samples; expected lines like {LIST_EXAMPLE}")
     return samples
 
 

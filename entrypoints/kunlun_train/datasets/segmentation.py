@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import TrainError
 from ..recipe import operators
-from . import data_root, lines, required_file
+from . import data_root, two_columns
 
 LIST_EXAMPLE = "'JPEGImages/N0010.jpg Annotations/N0010.png' (optic_disc_seg)"
 IGNORE_INDEX = 255
@@ -27,22 +27,8 @@ class Sample:
 def segmentation_list(root: str | Path, list_file: str) -> list[Sample]:
     """Parse `<image path> <mask path>` lines (paths relative to root), checking both files exist."""
     root = data_root(root)
-    path = required_file(root, list_file, f"a segmentation dataset needs a list file with lines like {LIST_EXAMPLE}")
-    samples = []
-    for n, line in lines(path):
-        fields = line.split()
-        if len(fields) != 2:
-            raise TrainError(f"{path}:{n}: expected '<image path> <label mask path>', got {line!r}; "
-                             f"e.g. {LIST_EXAMPLE}")
-        image, mask = root / fields[0], root / fields[1]
-        if not image.is_file():
-            raise TrainError(f"{path}:{n}: image {fields[0]} not found under {root}")
-        if not mask.is_file():
-            raise TrainError(f"{path}:{n}: label mask {fields[1]} not found under {root}")
-        samples.append(Sample(image, mask, f"{path}:{n}"))
-    if not samples:
-        raise TrainError(f"{path}: no samples; expected lines like {LIST_EXAMPLE}")
-    return samples
+    return [Sample(image, mask, f"{root / list_file}:{n}") for n, image, mask in
+            two_columns(root, list_file, "segmentation", "label mask path", LIST_EXAMPLE, second_file="label mask")]
 
 
 def optional_list(root: str | Path, list_file: str | None) -> list[Sample] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TrainError
-from . import data_root, lines, required_file
+from . import data_root, lines, required_file, two_columns
 
 LIST_EXAMPLE = "'images/road0.png annotations/road0.xml'"
 
@@ -174,20 +174,10 @@ def voc_dataset(root: str | Path, list_file: str = "train.txt", label_list: str 
     root = data_root(root)
     labels_path, classes = read_label_list(root, label_list)
     index = {name: i for i, name in enumerate(classes)}
-    path = required_file(root, list_file, f"a VOC dataset needs a list file with lines like {LIST_EXAMPLE}")
     samples = []
-    for n, line in lines(path):
-        fields = line.split()
-        if len(fields) != 2:
-            raise TrainError(f"{path}:{n}: expected '<image path> <annotation path>', e.g. {LIST_EXAMPLE}; "
-                             f"got {line!r}")
-        image, annotation = root / fields[0], root / fields[1]
-        if not image.is_file():
-            raise TrainError(f"{path}:{n}: image {fields[0]} not found under {root}")
-        if not annotation.is_file():
-            raise TrainError(f"{path}:{n}: annotation {fields[1]} not found under {root}")
+    for n, image, annotation in two_columns(root, list_file, "VOC", "annotation path", LIST_EXAMPLE,
+                                            second_file="annotation"):
         width, height, boxes = read_annotation(annotation, index, labels_path)
         samples.append(Sample(image, annotation, width, height, boxes, n))
-    if not samples:
-        raise TrainError(f"{path}: no samples; expected lines like {LIST_EXAMPLE}")
+    path = root / list_file
     return VOCDataset(classes, samples, path)
