@@ -73,14 +73,10 @@ def scheduler(plan: schedule.Plan):
     return inner
 
 
-def _no_decay(name: str) -> bool:
-    """Bias and normalisation parameters take no weight decay (PaddleNLP's and timm's AdamW rule)."""
-    return name.endswith(".b_0") or "bias" in name or "norm" in name or "layer_norm" in name
-
-
 def optimizer(section: dict, lr, parameters: list):
     """The recipe's Optimizer section: Momentum (L2 as PaddleClas's regularizer), SGD, Adam or AdamW
-    (decoupled weight decay), with an optional global-norm gradient clip."""
+    (decoupled weight decay, except for the parameters whose names contain one of `no_decay`), with an
+    optional global-norm gradient clip."""
     name = section.get("name", "Momentum")
     decay = float(section.get("weight_decay", 0.0))
     clip = paddle.nn.ClipGradByGlobalNorm(float(section["clip_norm"])) if section.get("clip_norm") else None
@@ -96,11 +92,11 @@ def optimizer(section: dict, lr, parameters: list):
                                      epsilon=float(section.get("epsilon", 1e-8)), parameters=parameters,
                                      weight_decay=l2, grad_clip=clip)
     if name == "AdamW":
-        names = {p.name: p for p in parameters}
+        names, exempt = {p.name: p for p in parameters}, tuple(section.get("no_decay") or ())
         return paddle.optimizer.AdamW(lr, beta1=float(section.get("beta1", 0.9)), beta2=float(section.get("beta2", 0.999)),
                                       epsilon=float(section.get("epsilon", 1e-8)), parameters=parameters,
                                       weight_decay=decay, grad_clip=clip,
-                                      apply_decay_param_fun=lambda n: n in names and not _no_decay(n))
+                                      apply_decay_param_fun=lambda n: n in names and not any(e in n for e in exempt))
     raise TrainError(f"Optimizer.name={name!r}: expected Momentum, SGD, Adam or AdamW")
 
 

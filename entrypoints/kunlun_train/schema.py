@@ -132,7 +132,7 @@ LR = section(
 OPTIMIZER = section(
     name=Key("str", choices=("Momentum", "SGD", "Adam", "AdamW")), momentum=Key("float", min=0, max=1),
     nesterov=Key("bool"), weight_decay=RATE, beta1=Key("float", min=0, max=1), beta2=Key("float", min=0, max=1),
-    epsilon=Key("float", min=0), clip_norm=Key("float", min=0, null=True), lr=LR)
+    epsilon=Key("float", min=0), clip_norm=Key("float", min=0, null=True), no_decay=Key("list", items="str"), lr=LR)
 GLOBAL = dict(steps=Key("int", min=1, null=True), epochs=Key("float", min=0, null=True), iters=Key("int", min=1, null=True),
               seed=Key("int", min=0), eval_interval=Key("float", min=0, null=True),
               device=Key("str", choices=("cpu", "xpu")), threads=POSITIVE)   # the last two: set by the entrypoint
