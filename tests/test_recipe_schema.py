@@ -99,10 +99,12 @@ def test_the_image_refuses_the_same_mistakes_in_overrides(resnet50_image_recipe,
 
 @pytest.mark.parametrize("model, size, fits", [
     ("vgg16", 96, False), ("vgg16", 224, True), ("vgg19", 256, False), ("vgg19", 255, True),
-    ("hrnet", 48, False), ("hrnet", 64, True), ("resnet50", 40, True), ("mobilenetv3", 32, True)])
+    ("hrnet", 48, False), ("hrnet", 64, True), ("resnet50", 40, True), ("mobilenetv3", 32, True),
+    ("yolov3-mobilenetv1", 80, False), ("yolov3-darknet53", 96, True), ("unet", 50, True), ("deeplabv3", 40, True)])
 def test_each_model_takes_only_the_sizes_its_architecture_can(matrix, tmp_path, monkeypatch, model, size, fits):
     """Checked before Paddle starts, with the limits matrix.yaml records per model (measured: VGG's
-    first fully connected layer fails at 223 and 256, HRNet's branch sums at 40, 48, 56, 72)."""
+    first fully connected layer fails at 223 and 256, HRNet's branch sums at 40, 48, 56, 72, YOLOv3's
+    head concatenation at 80; UNet and DeepLabV3+ resize to their input and take 40 or 50)."""
     path = tmp_path / "recipe.json"
     path.write_bytes(kinds.recipe_json(matrix, model))
     monkeypatch.setenv("KUNLUN_RECIPE", str(path))
