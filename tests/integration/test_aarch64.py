@@ -82,7 +82,8 @@ def test_resnet50_serves_a_request_on_aarch64(built, tmp_path):
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+            running = docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+            assert running and time.monotonic() < deadline, docker("logs", name, check=False).stdout
             time.sleep(3)
         body = {"inputs": [{"name": "x", "shape": [1, 3, 64, 64], "datatype": "FP32", "data": [0.0] * (3 * 64 * 64)}]}
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/resnet50/infer",

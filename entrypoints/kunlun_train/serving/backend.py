@@ -99,6 +99,13 @@ def plan(workers: int | None, threads: int | None, onednn: bool = True, xpus: li
     return Plan("cpu", workers, threads, (), onednn, f"CPU, {why}")
 
 
+def onednn_available() -> bool:
+    """Whether this Paddle build has oneDNN: the aarch64 CPU wheel has none (its Config lacks the
+    oneDNN settings, measured with 3.2.2 under emulation), so the server runs without it there."""
+    from paddle import inference
+    return hasattr(inference.Config, "set_mkldnn_cache_capacity")
+
+
 class PaddleBackend:
     """A Predictor as arrays in, arrays out. Not thread-safe: its worker is its only caller."""
     platform = "paddle_inference"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -97,6 +98,8 @@ def serve(args, handler=None) -> int:
     backend.threads_env(where)
     import paddle.inference  # noqa: F401  now: importing Paddle installs its own SIGTERM handler, which
     # would kill the process mid-drain; app.run installs ours after it (measured with 3.2.2)
+    if where.onednn and where.device == "cpu" and not backend.onednn_available():
+        where = dataclasses.replace(where, onednn=False)
     if callable(handler) and not hasattr(handler, "predict"):   # a factory: the task's, once Paddle's threads are set
         handler = handler(directory)
     max_batch = args.max_batch_size or 8
