@@ -175,36 +175,36 @@ def test_pretrained_weights_of_another_class_count_load_all_but_the_head(learned
 # --- the engine against a plain loop, on real data ----------------------------------------------
 # scikit-learn's handwritten digits (tests/sample_data/digits.py): 898 training images, 14 batches of
 # 64 and 2 left over, the case where the engine once ended every epoch on a step of 2 images and learnt
-# far worse than a plain loop (val top-1 0.10 against 0.80 after 5 epochs). Both sides here: MobileNetV3
-# at 32 px, the imagenet recipe's rate for batch 64 (0.65 x 64/1024), Momentum 0.9, L2 2e-5, label
-# smoothing 0.1, horizontal flips, 1 warm-up epoch then a cosine, 5 epochs, seed 0. The digits are
-# centred and fill the image, so nothing is cropped (crop scale and ratio 1, eval crop ratio 1).
-DIGITS_EPOCHS, DIGITS_SEED = 5, 0
-DIGITS = ["--epochs", str(DIGITS_EPOCHS), "--batch-size", "64", "--eval-every", "1e",
+# far worse than a plain loop. Both sides here: MobileNetV3 at 32 px, the imagenet recipe's rate for
+# batch 64 (0.65 x 64/1024), Momentum 0.9, L2 2e-5, label smoothing 0.1, horizontal flips, 1 warm-up
+# epoch then a cosine to 0 over 8 epochs (the curve has flattened by then: at 5 it is still climbing
+# steeply and seeds disagree by 0.1), seed 0, evaluated at the end. The digits are centred and fill the
+# image, so nothing is cropped (crop scale and ratio 1, eval crop ratio 1).
+DIGITS_EPOCHS, DIGITS_SEED, DIGITS_TOLERANCE = 8, 0, 0.05
+DIGITS = ["--epochs", str(DIGITS_EPOCHS), "--batch-size", "64", "--eval-every", str(DIGITS_EPOCHS * 14),
           "-o", "Global.image_size=32", "-o", "Train.crop_scale=[1.0,1.0]", "-o", "Train.crop_ratio=[1.0,1.0]",
           "-o", "Eval.crop_ratio=1.0", "-o", "Optimizer.lr.warmup_epoch=1", "-o", f"Global.seed={DIGITS_SEED}"]
 REFERENCE = Path(__file__).parent / "reference"
 
 
 def test_the_engine_learns_real_digits_as_well_as_a_plain_paddle_loop(built, tmp_path):
-    """Same model, data, rate, schedule and seed; the engine's final top-1 at most 0.05 below the plain
-    loop's (tests/integration/reference/classification.py). Across seeds 0, 1, 2 the two differ by
-    less than 0.03 (docs/classification.md has the runs); with the old last step on 2 images the
-    engine was 0.7 below. Both must also be far from chance (0.1): above 0.6."""
+    """Same model, data, rate, schedule and seed; the engine's top-1 at most DIGITS_TOLERANCE below the
+    plain loop's (tests/integration/reference/classification.py), and both far from chance (0.1):
+    above 0.75. docs/classification.md has the runs across seeds; with the old last step on 2 images
+    the engine was 0.5 below."""
     data = digits(tmp_path / "digits")
     engine = invoke("run", "mobilenetv3", "--data", str(data), "--", *DIGITS)
     assert "10 classes, from the data" in engine.stdout                      # no -o Arch.class_num
-    assert "(5 epochs of 14 steps)" in engine.stdout                         # whole batches: 898 // 64
-    engine_top1 = [m["top1"] for _, m in evaluations(engine.stdout)]
+    assert f"({DIGITS_EPOCHS} epochs of 14 steps)" in engine.stdout          # whole batches: 898 // 64
+    [(_, metric)] = evaluations(engine.stdout)
     plain = docker("run", "--rm", "--network", "none", "-v", f"{data}:/data:ro", "-v", f"{REFERENCE}:/ref:ro",
                    "--entrypoint", "/opt/kunlun/venv/bin/python", image("mobilenetv3"), "/ref/classification.py",
                    "/data", "MobileNetV3_large_x1_0", str(DIGITS_EPOCHS), "64", "0.040625", "1", "0.00002", "0.1",
-                   str(DIGITS_SEED))
-    plain_top1 = [json.loads(line)["top1"] for line in plain.stdout.splitlines() if line.startswith('{"epoch"')]
-    print(f"\nval top-1 by epoch: engine {engine_top1}, plain loop {plain_top1}")
-    assert len(engine_top1) == len(plain_top1) == DIGITS_EPOCHS
-    assert min(engine_top1[-1], plain_top1[-1]) > 0.6
-    assert engine_top1[-1] >= plain_top1[-1] - 0.05
+                   str(DIGITS_SEED), str(DIGITS_EPOCHS))
+    [reference] = [json.loads(line)["top1"] for line in plain.stdout.splitlines() if line.startswith('{"epoch"')]
+    print(f"\nval top-1 after {DIGITS_EPOCHS} epochs: engine {metric['top1']:.4f}, plain loop {reference:.4f}")
+    assert min(metric["top1"], reference) > 0.75
+    assert metric["top1"] >= reference - DIGITS_TOLERANCE
 
 
 # --- serving what was trained -------------------------------------------------------------------

@@ -3,8 +3,9 @@ PaddleClas's model, numpy batches (shuffled every epoch, whole batches only), ra
 flips, Momentum with L2, a linear warm-up then a cosine (paddle.optimizer.lr), cross-entropy with
 label smoothing, and top-1 on the validation list after every epoch. No piece of the engine is used.
 
-python classification.py DATA MODEL_NAME EPOCHS BATCH LR WARMUP_EPOCHS L2 SMOOTHING SEED
-prints one JSON line per epoch: {"epoch": e, "step": s, "top1": acc}."""
+python classification.py DATA MODEL_NAME EPOCHS BATCH LR WARMUP_EPOCHS L2 SMOOTHING SEED [EVERY]
+prints one JSON line per evaluation (every EVERY epochs, default 1, and after the last):
+{"epoch": e, "step": s, "top1": acc}."""
 import json
 import sys
 
@@ -18,6 +19,7 @@ data, name = sys.argv[1], sys.argv[2]
 epochs, batch, rate, warmup_epochs, l2, smoothing, seed = (int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]),
                                                            float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8]),
                                                            int(sys.argv[9]))
+every = int(sys.argv[10]) if len(sys.argv) > 10 else 1
 MEAN, STD = np.array([0.485, 0.456, 0.406], "float32"), np.array([0.229, 0.224, 0.225], "float32")
 
 
@@ -57,6 +59,8 @@ for epoch in range(1, epochs + 1):
         optimizer.clear_grad()
         schedule.step()
         step += 1
+    if epoch % every and epoch != epochs:
+        continue
     model.eval()
     with paddle.no_grad():
         predicted = np.concatenate([model(paddle.to_tensor(x_val[i:i + 256])).numpy().argmax(-1)
