@@ -119,7 +119,9 @@ def require_emulation(arch_name: str) -> None:
 def serving(image_tag: str, out_dir: Path, *args: str, timeout: float = 180):
     """`serve` of the export in out_dir/inference by the image (read-only root, non-root, OUT mounted
     read-only at /output), on a loopback port of this host, once ready: yields (url, port). Stopped
-    with SIGTERM at the end, and it must then have exited 0."""
+    with SIGTERM at the end, and it must then have exited 0. One math thread: compare with `predict
+    --threads 1`, since another thread count changes the last digits (Mask R-CNN's scores in the 5th
+    decimal, measured), not the code path."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -281,7 +281,7 @@ def test_the_yolov3_predict_route_answers_what_predict_saves(learned):
     draw_threshold (0.5) those of them scoring >= 0.5 when the body is the image's bytes."""
     data, out, _ = learned
     invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
-           "--", "predict", "--input", "/data/images", "--threshold", "0.01", "--save", "/output/predict-served.jsonl")
+           "--", "predict", "--input", "/data/images", "--threshold", "0.01", "--threads", "1", "--save", "/output/predict-served.jsonl")
     by_predict = saved(out, "predict-served.jsonl")
     names = [line.split()[0] for line in (data / "valid.txt").read_text().splitlines()][:4]
     with serving(image("yolov3-mobilenetv1"), out) as (url, _):
@@ -302,7 +302,7 @@ def test_the_mask_rcnn_predict_route_answers_boxes_and_the_instance_mask_png(mas
     "mask_png" the instance-id PNG (pixel n = the n-th box, 0 = background) predict wrote, in base64."""
     data, out, _ = mask_rcnn
     invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out), "--", "predict", "--input", "/data/val",
-           "--threshold", "0.01", "--masks", "/output/masks-served", "--save", "/output/predict-served.jsonl")
+           "--threshold", "0.01", "--masks", "/output/masks-served", "--threads", "1", "--save", "/output/predict-served.jsonl")
     by_predict = saved(out, "predict-served.jsonl")
     with serving(image("mask-rcnn"), out, "--max-batch-size", "1") as (url, _):
         route = f"{url}/v2/models/mask-rcnn/predict"

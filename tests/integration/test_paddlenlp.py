@@ -158,7 +158,7 @@ def test_the_predict_route_answers_a_sentence_with_what_predict_saves(learned):
     400 naming it, and the next request is served. Before the test below adds a checkpoint."""
     data, out, _ = learned
     invoke("run", "bert-base", "--data", str(data), "--output", str(out),
-           "--", "predict", "--input", "/data/dev.tsv", "--save", "/output/predict-served.jsonl")
+           "--", "predict", "--input", "/data/dev.tsv", "--threads", "1", "--save", "/output/predict-served.jsonl")
     by_predict = [json.loads(line) for line in (out / "predict-served.jsonl").read_text().splitlines()][:6]
     with serving(image("bert-base"), out) as (url, _):
         route = f"{url}/v2/models/bert-base/predict"

@@ -209,7 +209,7 @@ def test_the_predict_route_answers_what_predict_saves_with_the_mask_in_base64(le
     data, out, _ = learned
     saved = out / "predict-served.jsonl"
     invoke("run", "unet", "--data", str(data), "--output", str(out), "--", "predict", "--input", "/data/JPEGImages",
-           "--masks", "/output/masks-served", "--save", "/output/predict-served.jsonl")
+           "--masks", "/output/masks-served", "--threads", "1", "--save", "/output/predict-served.jsonl")
     by_predict = {Path(r["input"]).relative_to("/data").as_posix(): r for r in map(json.loads, saved.read_text().splitlines())}
     names = [line.split()[0] for line in (data / "val_list.txt").read_text().splitlines()][:4]
     with serving(image("unet"), out) as (url, _):

@@ -172,7 +172,7 @@ def test_the_predict_route_answers_an_observation_with_what_predict_saves(learne
     observations = [[0.01 * i, -0.02 * i, 0.03 * (i % 3), 0.5 - 0.1 * i] for i in range(6)]
     (out / "obs-served.jsonl").write_text("".join(json.dumps(obs) + "\n" for obs in observations))
     invoke("run", MODEL, "--output", str(out), "--", "predict", "--input", "/output/obs-served.jsonl",
-           "--save", "/output/predict-served.jsonl")
+           "--threads", "1", "--save", "/output/predict-served.jsonl")
     by_predict = [json.loads(line) for line in (out / "predict-served.jsonl").read_text().splitlines()]
     assert len(by_predict) == len(observations)
     with serving(IMAGE, out) as (url, _):
