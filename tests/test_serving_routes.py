@@ -76,3 +76,24 @@ def test_a_single_input_inference_returns_one_row():
             return {"shape": list(prepared["x"].shape), "out": next(iter(outputs.values()))}, "line"
     assert TaskRoute(One()).predict(b"x", "image/png", lambda inputs: {"y": inputs["x"] + 1}) == \
         {"shape": [1, 3], "out": [[1.0, 1.0, 1.0]]}
+
+
+def test_the_backend_takes_input_dtypes_from_the_program_not_the_unfed_handle(tmp_path):
+    """An unfed handle says FLOAT32 (Paddle 3.2.2): BERT's int64 ids must be declared INT64."""
+    from kunlun_train.serving import backend
+
+    def data(name, shape, dtype):
+        return {"#": "1.data", "A": [{"AT": {"#": "0.a_str", "D": name}, "N": "name"},
+                                     {"AT": {"#": "1.a_intarray", "D": shape}, "N": "shape"},
+                                     {"AT": {"#": "1.a_dtype", "D": dtype}, "N": "dtype"}]}
+    model = tmp_path / "inference.json"
+    model.write_text(json.dumps({"program": {"regions": [{"blocks": [{"ops": [
+        data("input_ids", [-1, -1], "int64"), data("x", [-1, 3, 32, 32], "float32")]}]}]}}))
+    assert backend.declared(model) == {"input_ids": ([-1, -1], "int64"), "x": ([-1, 3, 32, 32], "float32")}
+    assert backend.declared_shapes(model) == {"input_ids": [-1, -1], "x": [-1, 3, 32, 32]}
+
+    class Unfed:
+        def type(self):
+            return type("PaddleDType", (), {"name": "FLOAT32"})()
+    assert backend.PaddleBackend._spec("input_ids", Unfed(), [-1, -1], "int64").datatype == "INT64"
+    assert backend.PaddleBackend._spec("x", Unfed(), [-1, 3], None).datatype == "FP32"
