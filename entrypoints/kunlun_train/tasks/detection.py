@@ -554,7 +554,7 @@ class Inference:
     def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
         values = list(outputs.values())
         bbox, nums = values[0], values[1]
-        threshold = float(prepared.get("threshold") or self.threshold)
+        threshold = self.threshold if prepared.get("threshold") is None else float(prepared["threshold"])
         rows = bbox[:int(nums[0])] if len(nums) else bbox[:0]
         keep = [i for i, r in enumerate(rows) if r[0] >= 0 and r[1] >= threshold]
         boxes = []
