@@ -42,6 +42,14 @@ class Predictor:
         self.predictor.run()
         return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.predictor.get_output_names()]
 
+    def named(self, inputs: dict) -> dict:
+        """Inputs by name in, outputs by name (in the model's order) out: what a task's Inference and
+        the server's backend exchange."""
+        for name, array in inputs.items():
+            self.predictor.get_input_handle(name).copy_from_cpu(array)
+        self.predictor.run()
+        return {n: self.predictor.get_output_handle(n).copy_to_cpu() for n in self.predictor.get_output_names()}
+
 
 def inputs(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
     """Files given, and the files of the given directories with a suffix the task reads, sorted."""

@@ -1,14 +1,18 @@
 """What every image test uses: the bundle's tasks and docker as subprocesses (a multi-node job in the
 background: start_job; a training run that exports: learn), and the parser for the step lines and JSON
-summary every model prints in the same format."""
+summary every model prints in the same format, and a served export (serving) with its client (post)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -109,3 +113,49 @@ def require_emulation(arch_name: str) -> None:
     if os.environ.get("KUNLUN_TEST_REQUIRE_ALL") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def serving(image_tag: str, out_dir: Path, *args: str, timeout: float = 180):
+    """`serve` of the export in out_dir/inference by the image (read-only root, non-root, OUT mounted
+    read-only at /output), on a loopback port of this host, once ready: yields (url, port). Stopped
+    with SIGTERM at the end, and it must then have exited 0. One math thread: compare with `predict
+    --threads 1`, since another thread count changes the last digits (Mask R-CNN's scores in the 5th
+    decimal, measured), not the code path."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = f"kunlun-serve-test-{port}"
+    docker("run", "-d", "--name", name, "--read-only", "-p", f"127.0.0.1:{port}:8000", "-v", f"{out_dir}:/output:ro",
+           image_tag, "serve", "--threads", "1", *args)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or docker("inspect", "--format", "{{.State.Running}}", name,
+                                                     check=False).stdout.strip() == "false":
+                logs = docker("logs", name, check=False)
+                pytest.fail(f"serve did not become ready:\n{logs.stdout}\n{logs.stderr}")
+            time.sleep(1)
+        yield url, port
+    finally:
+        docker("stop", "--time", "30", name, check=False)
+        logs = docker("logs", name, check=False)
+        exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", name, check=False).stdout.strip()
+        docker("rm", name, check=False)
+    assert exit_code == "0", logs.stdout + logs.stderr
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    """POST body: (status, the JSON answer), error statuses included."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +14,7 @@ import pytest
 from tests.sample_data.classification import LEARNABLE, flowers, learnable
 from tests.sample_data.digits import digits
 
-from .helpers import docker, evaluations, image, invoke, learn, training
+from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
 
 MODELS = ["resnet50", "vgg16", "vgg19", "mobilenetv3", "hrnet"]
 # VGG's classifier expects 7x7 feature maps, i.e. 224 px inputs; the others take small ones.
@@ -214,37 +210,8 @@ def served(learned):
     """The learned model's export served by the image (`serve`, read-only root, non-root), on a
     loopback port of this host; stopped with SIGTERM at the end."""
     _, out, _ = learned
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    name = f"kunlun-serve-test-{port}"
-    docker("run", "-d", "--name", name, "--read-only", "-p", f"127.0.0.1:{port}:8000", "-v", f"{out}:/output:ro",
-           image("mobilenetv3"), "serve", "--threads", "1")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
-        time.sleep(1)
-    yield url, port
-    docker("stop", "--time", "30", name, check=False)
-    logs = docker("logs", name, check=False)
-    exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-    docker("rm", name, check=False)
-    assert exit_code == "0", logs.stdout + logs.stderr
-
-
-def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    with serving(image("mobilenetv3"), out) as (url, port):
+        yield url, port
 
 
 def test_the_served_model_answers_a_standard_v2_client(served):

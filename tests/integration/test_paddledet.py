@@ -2,11 +2,12 @@
 their images: synthetic data, a roadsign-style VOC dataset and a cocome-style COCO dataset, malformed
 ones, checkpoints and two data-parallel workers; then a detector learns (VOC mAP from an untrained
 model's level to >= 0.25), exports and predicts, and Mask R-CNN evaluates (COCO bbox and segm AP),
-exports and predicts masks. Small inputs (the resize operators' target_size, -o) keep the YOLO runs
+exports and predicts masks; served, both exports' predict routes answer what predict saved. Small inputs (the resize operators' target_size, -o) keep the YOLO runs
 to seconds; Mask R-CNN's cost is mostly its RoI heads (512 sampled RoIs per image), so its runs take
 about a minute. Slow (builds images); marked `docker`."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from tests.sample_data import coco as coco_sample
 from tests.sample_data import voc as voc_sample
 
-from .helpers import docker, evaluations, image, invoke, learn, training
+from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
 
 YOLO = ["yolov3-mobilenetv1", "yolov3-darknet53"]
 MODELS = [*YOLO, "mask-rcnn"]
@@ -228,18 +229,26 @@ def iou(a: list[float], b: list[float]) -> float:
     return w * h / union if union > 0 else 0.0
 
 
-def test_mask_rcnn_evaluates_coco_ap_exports_and_predicts_masks(built, tmp_path):
+@pytest.fixture(scope="module")
+def mask_rcnn(built, tmp_path_factory):
+    """Mask R-CNN, two steps on cocome with its validation split, exported at the end: (data, out, output)."""
+    # Subdirectories: pytest's own are private to root, the container's user must read and write these.
+    data = coco_sample.coco(tmp_path_factory.mktemp("cocome") / "cocome", images=4, val=True)
+    out = tmp_path_factory.mktemp("mask-rcnn") / "out"
+    result = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
+                    "--", "--steps", "2", "--eval-every", "2", "--export", "/output/inference", *MASK_SMALL)
+    return data, out, result.stdout
+
+
+def test_mask_rcnn_evaluates_coco_ap_exports_and_predicts_masks(mask_rcnn):
     """Two steps on cocome with its validation split: COCO bbox and segm AP from pycocotools (through
     ppdet's coco_utils), the export with its PadStride preprocessing, and `predict` writing a mask PNG
     per image (no learning asked of Mask R-CNN here: it is the costliest model to train on a CPU)."""
-    data = coco_sample.coco(tmp_path / "cocome", images=4, val=True)
-    out = tmp_path / "out"
-    result = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
-                    "--", "--steps", "2", "--eval-every", "2", "--export", "/output/inference", *MASK_SMALL)
-    summary = training(result.stdout)[1]
+    data, out, output = mask_rcnn
+    summary = training(output)[1]
     assert summary["data"] == "4 images, 6 instances, 2 classes from COCO instances_train.json; 4 for validation"
     assert set(summary["metric"]) == {"bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50", "samples", "seconds"}
-    assert summary["best"]["metric"] == "bbox_AP" and "loading annotations" not in result.stdout
+    assert summary["best"]["metric"] == "bbox_AP" and "loading annotations" not in output
     config = json.loads((out / "inference/inference.yml").read_text())
     assert config["arch"] == "MaskRCNN" and config["Preprocess"][-1] == {"type": "PadStride", "stride": 32}
     predicted = invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out),
@@ -248,3 +257,60 @@ def test_mask_rcnn_evaluates_coco_ap_exports_and_predicts_masks(built, tmp_path)
     results = [json.loads(line) for line in (out / "predict.jsonl").read_text().splitlines()]
     assert len(results) == 4 and all(r["mask"].startswith("/output/masks/") for r in results)
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:06d}.png" for i in range(4)]
+
+
+# --- serving what was trained -------------------------------------------------------------------
+
+def saved(out: Path, name: str) -> dict[str, dict]:
+    return {Path(r["input"]).relative_to("/data").as_posix(): r
+            for r in map(json.loads, (out / name).read_text().splitlines())}
+
+
+def bad_input_then_served(url: str, good: bytes) -> None:
+    status, answer = post(url, b"not an image", "image/png")
+    assert status == 400 and "the request body: cannot read it as an image" in answer["error"]
+    status, answer = post(url, json.dumps({"image": base64.b64encode(good).decode(), "threshold": "low"}).encode(),
+                          "application/json")
+    assert status == 400 and '"threshold": expected a float' in answer["error"]
+    assert post(url, good, "image/png")[0] == 200
+
+
+def test_the_yolov3_predict_route_answers_what_predict_saves(learned):
+    """`serve` of the detector's export: for validation images the boxes (class, name, score, box) of
+    `predict --threshold 0.01` when the JSON body asks for that threshold, and at the export's
+    draw_threshold (0.5) those of them scoring >= 0.5 when the body is the image's bytes."""
+    data, out, _ = learned
+    invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+           "--", "predict", "--input", "/data/images", "--threshold", "0.01", "--threads", "1", "--save", "/output/predict-served.jsonl")
+    by_predict = saved(out, "predict-served.jsonl")
+    names = [line.split()[0] for line in (data / "valid.txt").read_text().splitlines()][:4]
+    with serving(image("yolov3-mobilenetv1"), out) as (url, _):
+        route = f"{url}/v2/models/yolov3-mobilenetv1/predict"
+        for name in names:
+            body = (data / name).read_bytes()
+            status, answer = post(route, json.dumps({"image": base64.b64encode(body).decode(), "threshold": 0.01}).encode(),
+                                  "application/json")
+            assert status == 200, answer
+            assert answer == {"boxes": by_predict[name]["boxes"]}
+            status, answer = post(route, body, "image/png")
+            assert status == 200 and answer["boxes"] == [b for b in by_predict[name]["boxes"] if b["score"] >= 0.5]
+        bad_input_then_served(route, (data / names[0]).read_bytes())
+
+
+def test_the_mask_rcnn_predict_route_answers_boxes_and_the_instance_mask_png(mask_rcnn):
+    """`serve` of Mask R-CNN's export: predict's boxes (with each one's mask pixels), and under
+    "mask_png" the instance-id PNG (pixel n = the n-th box, 0 = background) predict wrote, in base64."""
+    data, out, _ = mask_rcnn
+    invoke("run", "mask-rcnn", "--data", str(data), "--output", str(out), "--", "predict", "--input", "/data/val",
+           "--threshold", "0.01", "--masks", "/output/masks-served", "--threads", "1", "--save", "/output/predict-served.jsonl")
+    by_predict = saved(out, "predict-served.jsonl")
+    with serving(image("mask-rcnn"), out, "--max-batch-size", "1") as (url, _):
+        route = f"{url}/v2/models/mask-rcnn/predict"
+        for name in sorted(by_predict)[:2]:
+            body = json.dumps({"image": base64.b64encode((data / name).read_bytes()).decode(), "threshold": 0.01})
+            status, answer = post(route, body.encode(), "application/json")
+            assert status == 200, answer
+            assert answer["boxes"] == by_predict[name]["boxes"]
+            png = out / Path(by_predict[name]["mask"]).relative_to("/output")
+            assert base64.b64decode(answer["mask_png"]) == png.read_bytes()
+        bad_input_then_served(route, (data / sorted(by_predict)[0]).read_bytes())

@@ -3,7 +3,8 @@ next-sentence pretraining on synthetic tokens at full size (the smoke), with its
 JSON lines fine-tuning with a mounted vocabulary (--vocab) and a dev split; a malformed dataset;
 two data-parallel workers; checkpoints that keep the vocabulary, and --resume.
 Then the proof: a classifier learns a keyword-decided label from chance (0.5) to >= 0.9 accuracy on
-dev.tsv, evaluates, exports for Paddle Inference with its vocabulary and predicts what it evaluated.
+dev.tsv, evaluates, exports for Paddle Inference with its vocabulary and predicts what it evaluated;
+served, its predict route answers a sentence with what predict saved for it.
 
 Everything but the full-size smoke runs a reduced-depth BERT / ERNIE through recipe overrides
 (SMALL: 2 layers, hidden 64, 2 heads, a 512-token embedding, sequences of 32): the suite's own
@@ -17,7 +18,7 @@ import pytest
 
 from tests.sample_data import text as sample
 
-from .helpers import docker, evaluations, image, invoke, learn, training
+from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
 
 MODELS = ["bert-base", "ernie-base"]
 SHORT = ["-o", "DataLoader.max_seq_len=32"]
@@ -149,6 +150,29 @@ def test_eval_and_the_exported_model_predict_the_same(learned):
     assert len(plain) == 4 and all(r["label_names"][0] in ("negative", "positive") for r in plain)
     line = next(line for line in predicted.stdout.splitlines() if "predict /data/sentences.txt:1 |" in line)
     assert line.startswith("[bert-base] predict /data/sentences.txt:1 | ") and " | " + plain[0]["text"] in line
+
+
+def test_the_predict_route_answers_a_sentence_with_what_predict_saves(learned):
+    """`serve` of the export (its vocab.txt beside it): a dev sentence as text/plain, or JSON
+    {"text": ...}, gets predict's text, classes, scores and label names; a body that is no text is a
+    400 naming it, and the next request is served. Before the test below adds a checkpoint."""
+    data, out, _ = learned
+    invoke("run", "bert-base", "--data", str(data), "--output", str(out),
+           "--", "predict", "--input", "/data/dev.tsv", "--threads", "1", "--save", "/output/predict-served.jsonl")
+    by_predict = [json.loads(line) for line in (out / "predict-served.jsonl").read_text().splitlines()][:6]
+    with serving(image("bert-base"), out) as (url, _):
+        route = f"{url}/v2/models/bert-base/predict"
+        for expected in by_predict:
+            status, answer = post(route, expected["text"].encode(), "text/plain; charset=utf-8")
+            assert status == 200, answer
+            assert answer == {k: v for k, v in expected.items() if k != "input"}
+        status, answer = post(route, json.dumps({"text": by_predict[0]["text"]}).encode(), "application/json")
+        assert status == 200 and answer["scores"] == by_predict[0]["scores"]
+        status, answer = post(route, b'{"text": "  "}', "application/json")
+        assert status == 400 and "the request body: no text" in answer["error"]
+        status, answer = post(route, b"\xff\xfe not utf-8", "text/plain")
+        assert status == 400 and "not UTF-8" in answer["error"]
+        assert post(route, by_predict[1]["text"].encode(), "text/plain")[0] == 200
 
 
 def test_checkpoints_keep_the_vocabulary_and_resume_with_it(learned):

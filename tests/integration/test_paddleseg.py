@@ -1,10 +1,12 @@
 """PaddleSeg's DeepLabV3+ (ResNet50_vd, output stride 8) and UNet in their images: synthetic data, an
 optic_disc_seg-style dataset, a malformed one, checkpoints and two data-parallel workers. Then the
 engine's promise: UNet learns a learnable set from chance to mIoU >= 0.7, two workers evaluate it to
-the same metric, and the exported model predicts the masks that were evaluated. Small inputs
+the same metric, and the exported model predicts the masks that were evaluated; served, its predict
+route answers what predict saved, the mask as PNG in base64. Small inputs
 (-o Global.image_size=32) keep each run to seconds. Slow (builds images); marked `docker`."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from tests.sample_data import segmentation as sample
 from tests.sample_data.images import read_png
 
-from .helpers import docker, evaluations, image, invoke, learn, training
+from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
 
 MODELS = ["deeplabv3", "unet"]
 SMALL = ["-o", "Global.image_size=32"]
@@ -198,3 +200,28 @@ def test_two_workers_evaluate_to_the_training_metric_and_predict_gives_the_evalu
                 intersect[p] += p == t
     miou = sum(i / (p + t - i) for i, p, t in zip(intersect, pred, label)) / 2
     assert miou == pytest.approx(final["mIoU"], abs=1e-12)
+
+
+def test_the_predict_route_answers_what_predict_saves_with_the_mask_in_base64(learned):
+    """`serve` of the export: for validation images the route's class counts and size are predict's,
+    and its "mask_png" is the very PNG predict wrote; a body that is no image is a 400 naming it, and
+    the next request is served."""
+    data, out, _ = learned
+    saved = out / "predict-served.jsonl"
+    invoke("run", "unet", "--data", str(data), "--output", str(out), "--", "predict", "--input", "/data/JPEGImages",
+           "--masks", "/output/masks-served", "--threads", "1", "--save", "/output/predict-served.jsonl")
+    by_predict = {Path(r["input"]).relative_to("/data").as_posix(): r for r in map(json.loads, saved.read_text().splitlines())}
+    names = [line.split()[0] for line in (data / "val_list.txt").read_text().splitlines()][:4]
+    with serving(image("unet"), out) as (url, _):
+        for name in names:
+            status, answer = post(f"{url}/v2/models/unet/predict", (data / name).read_bytes(), "image/png")
+            assert status == 200, answer
+            expected = by_predict[name]
+            assert (answer["shape"], answer["pixels"]) == (expected["shape"], expected["pixels"])
+            assert base64.b64decode(answer["mask_png"]) == (out / Path(expected["mask"]).relative_to("/output")).read_bytes()
+        encoded = base64.b64encode((data / names[0]).read_bytes()).decode()
+        status, answer = post(f"{url}/v2/models/unet/predict", json.dumps({"image": encoded}).encode(), "application/json")
+        assert status == 200 and answer["pixels"] == by_predict[names[0]]["pixels"]
+        status, answer = post(f"{url}/v2/models/unet/predict", b"not an image", "image/png")
+        assert status == 400 and "the request body: cannot read it as an image" in answer["error"]
+        assert post(f"{url}/v2/models/unet/predict", (data / names[1]).read_bytes(), "image/png")[0] == 200

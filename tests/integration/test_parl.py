@@ -4,7 +4,8 @@ step = Global.env_steps environment steps + one agent.learn; the loss is the TD 
 steps/s, the metric the mean return of the evaluation episodes. `--data` is an error; checkpoints
 resume with the replay memory; two CPU workers train synchronous data-parallel DQN. Then the proof: it
 learns from an untrained policy's return to >= 150 within a bounded number of environment steps, and the
-exported Q network picks, through Paddle Inference, the actions the evaluation took."""
+exported Q network picks, through Paddle Inference, the actions the evaluation took; served, its predict
+route answers an observation with predict's action and Q values."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from .helpers import docker, evaluations, image, invoke, training
+from .helpers import docker, evaluations, image, invoke, post, serving, training
 
 MODEL = "dqn"
 IMAGE = image(MODEL)
@@ -161,3 +162,30 @@ def test_eval_and_the_exported_q_network_pick_the_same_actions(learned):
     assert [p["action"] for p in predicted] == [action for _, action, _ in rows]
     assert all(p["q_values"] == pytest.approx(q, abs=1e-4) for p, (_, _, q) in zip(predicted, rows))
     assert {p["action_name"] for p in predicted} == {"left", "right"}
+
+
+def test_the_predict_route_answers_an_observation_with_what_predict_saves(learned):
+    """`serve` of the exported Q network: an observation as JSON {"observation": [...]}, as a bare
+    JSON array (a .jsonl line) or as a .csv line gets predict's action and Q values; an observation
+    of the wrong size is a 400 naming it, and the next request is served."""
+    out, _, _ = learned
+    observations = [[0.01 * i, -0.02 * i, 0.03 * (i % 3), 0.5 - 0.1 * i] for i in range(6)]
+    (out / "obs-served.jsonl").write_text("".join(json.dumps(obs) + "\n" for obs in observations))
+    invoke("run", MODEL, "--output", str(out), "--", "predict", "--input", "/output/obs-served.jsonl",
+           "--threads", "1", "--save", "/output/predict-served.jsonl")
+    by_predict = [json.loads(line) for line in (out / "predict-served.jsonl").read_text().splitlines()]
+    assert len(by_predict) == len(observations)
+    with serving(IMAGE, out) as (url, _):
+        route = f"{url}/v2/models/{MODEL}/predict"
+        for obs, expected in zip(observations, by_predict):
+            wanted = {k: v for k, v in expected.items() if k != "input"}
+            for body, content_type in ((json.dumps({"observation": obs}), "application/json"),
+                                       (json.dumps(obs), "application/json"),
+                                       (",".join(repr(v) for v in obs), "text/csv")):
+                status, answer = post(route, body.encode(), content_type)
+                assert status == 200, answer
+                assert answer == wanted
+        status, answer = post(route, b'{"observation": [0.1, 0.2]}', "application/json")
+        assert status == 400 and "the request body: \"observation\": 2 values, but the model takes " \
+            "observations of 4" in answer["error"]
+        assert post(route, json.dumps({"observation": observations[0]}).encode(), "application/json")[0] == 200

@@ -46,16 +46,24 @@ def model_files(directory: Path) -> tuple[Path, Path]:
 def declared_shapes(model: Path) -> dict[str, list[int]]:
     """Input name -> the InputSpec's shape, from the PIR program's data ops. Paddle 3.2.2's Python API
     has no other way: an input handle's shape() is [0] until it is fed (measured)."""
+    return {name: shape for name, (shape, _) in declared(model).items()}
+
+
+def declared(model: Path) -> dict[str, tuple[list[int], str | None]]:
+    """Input name -> (the InputSpec's shape, its dtype: "int64", ...) from the PIR program's data ops.
+    The dtype too: before it is fed, an input handle's type() is FLOAT32 whatever the InputSpec said
+    (measured on 3.2.2 with BERT's int64 input_ids), and int64 ids sent as float32 fail in the model."""
     if model.suffix != ".json":
         return {}
-    found: dict[str, list[int]] = {}
+    found: dict[str, tuple[list[int], str | None]] = {}
 
     def walk(node):
         if isinstance(node, dict):
             if str(node.get("#", "")).endswith(".data") and isinstance(node.get("A"), list):
                 attrs = {a.get("N"): (a.get("AT") or {}).get("D") for a in node["A"] if isinstance(a, dict)}
                 if isinstance(attrs.get("name"), str) and isinstance(attrs.get("shape"), list):
-                    found[attrs["name"]] = attrs["shape"]
+                    dtype = attrs.get("dtype")
+                    found[attrs["name"]] = (attrs["shape"], dtype if isinstance(dtype, str) else None)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -130,14 +138,15 @@ class PaddleBackend:
         config.disable_glog_info()
         with BUILD:
             self.predictor = inference.create_predictor(config)
-        shapes = declared_shapes(model)
-        self.inputs = [self._spec(name, self.predictor.get_input_handle(name), shapes.get(name))
+        shapes = declared(model)
+        self.inputs = [self._spec(name, self.predictor.get_input_handle(name), *shapes.get(name, (None, None)))
                        for name in self.predictor.get_input_names()]
         self.outputs: list[TensorSpec] = []      # known after the first run (the warm-up)
 
     @staticmethod
-    def _spec(name: str, handle, shape: list[int] | None) -> TensorSpec:
-        kind = getattr(handle.type(), "name", str(handle.type()).rsplit(".", 1)[-1])
+    def _spec(name: str, handle, shape: list[int] | None, dtype: str | None = None) -> TensorSpec:
+        kind = dtype.upper() if dtype and dtype.upper() in PADDLE_TYPES else \
+            getattr(handle.type(), "name", str(handle.type()).rsplit(".", 1)[-1])
         if kind not in PADDLE_TYPES:
             raise TrainError(f"input '{name}' has Paddle type {kind}, which the V2 protocol cannot carry")
         if not shape:

@@ -14,8 +14,13 @@ Open Inference Protocol (KServe V2) over HTTP:
   GET  /v2/health/live, /v2/health/ready      liveness, readiness (ready = predictors built and warmed)
   GET  /v2, /v2/models/NAME                   server and model metadata (tensor names, shapes, datatypes)
   POST /v2/models/NAME/infer                  {"inputs": [{"name", "shape", "datatype", "data"}]}
-  POST /v2/models/NAME/predict                a file (an image's bytes, or JSON {"image": base64}):
-                                              what `predict` prints for it (classification)
+  POST /v2/models/NAME/predict                an input as `predict` reads it: what `predict` saves for it
+                                              classification, detection, segmentation: an image's bytes, or
+                                                JSON {"image": base64} (detection also "threshold"); masks
+                                                come back as PNG in base64 ("mask_png")
+                                              language: one sentence (text/plain), or JSON {"text": "..."}
+                                              reinforcement: JSON {"observation": [...]}, a JSON array, or
+                                                a CSV line
   GET  /metrics                               Prometheus: latency, queue and compute time, batch size
 Batching (--max-wait-ms > 0) merges queued requests up to --max-batch-size rows: it pays off on XPU,
 not for ResNet50 on CPU. SIGTERM stops accepting and answers every request received within

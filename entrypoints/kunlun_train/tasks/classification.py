@@ -212,12 +212,13 @@ class Task(BaseTask):
         """PaddleClas's deploy pipeline (Inference) on each file."""
         inference = Inference(config, labels, args.topk)
         for path in files:
-            [probs] = predictor(inference.preprocess(path.read_bytes(), f"--input {path}")[np.newaxis])
-            result, line = inference.postprocess(probs)
+            image = inference.preprocess(path.read_bytes(), f"--input {path}")
+            result, line = inference.postprocess(predictor.named({inference.input_name: image[np.newaxis]}))
             yield path, result, line
 
     @staticmethod
-    def inference(config: dict, labels: dict | None = None) -> "Inference":
+    def inference(config: dict, directory: Path | None = None, labels: dict | None = None) -> "Inference":
+        """The predict route's pipeline for the export with `config` (its inference.yml) in `directory`."""
         return Inference(config, labels)
 
 
@@ -248,9 +249,10 @@ class Inference:
             raise TrainError(f"{what}: cannot read it as an image")
         return image.astype("float32")
 
-    def postprocess(self, probs: np.ndarray) -> tuple[dict, str]:
-        """(result, one-line summary) of a batch of one's class probabilities."""
+    def postprocess(self, outputs: dict[str, np.ndarray], prepared: dict | None = None) -> tuple[dict, str]:
+        """(result, one-line summary) of a batch of one's class probabilities (the model's one output)."""
         from paddleclas.deploy.python.postprocess import Topk
+        probs = next(iter(outputs.values()))
         if self.topk is None:   # a label file may name fewer classes than the model has: the id stands in
             names = {i: (self.labels or {}).get(i, "") for i in range(probs.shape[-1])} if self.labels else None
             self.topk = Topk(topk=min(self.k, probs.shape[-1]), label_list=names)

@@ -479,63 +479,113 @@ class Task(BaseTask):
                 "outputs": ["bbox", "bbox_num", "mask"] if self.masks else ["bbox", "bbox_num"]}
 
     def predict(self, predictor, config: dict, files: list, labels: dict | None, args):
-        """PaddleDetection's deploy pipeline (deploy/python/infer.py): Decode, the Preprocess operators,
-        the model (its NMS inside), boxes above draw_threshold; for Mask R-CNN each image's instance
-        masks are also written as a PNG of instance ids (0 = background) in the image's own size."""
+        """PaddleDetection's deploy pipeline (Inference) on each file; for Mask R-CNN each image's
+        instance masks are also written as a PNG of instance ids (0 = background) in the image's own size."""
+        import base64
+        inference = Inference(config, labels, getattr(args, "threshold", None))
+        where = None
+        roots = [Path(p) for p in args.input if Path(p).is_dir()]
+        for path in files:
+            prepared = inference.preprocess(path.read_bytes(), f"--input {path}")
+            result, line = inference.postprocess(
+                predictor.named({n: prepared[n] for n in inference.input_names}), prepared)
+            if "mask_png" in result:
+                from .segmentation import mask_name, masks_directory
+                where = where or masks_directory(args)
+                target = where / mask_name(path, roots)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(base64.b64decode(result.pop("mask_png")))
+                result["mask"] = str(target)
+                line += f" | mask {target}"
+            yield path, result, line
+
+    @staticmethod
+    def inference(config: dict, directory: Path | None = None, labels: dict | None = None) -> "Inference":
+        """The predict route's pipeline for the export with `config` (its inference.yml)."""
+        return Inference(config, labels)
+
+
+class Inference:
+    """PaddleDetection's deploy pipeline (deploy/python/infer.py) around the exported model: Decode,
+    infer_cfg's Preprocess operators (PadStride: the wheel's PadBatch on one image), the model (its NMS
+    inside) on image, im_shape and scale_factor, the boxes at or above the threshold (draw_threshold
+    unless given); with masks (Mask R-CNN) one PNG of instance ids (n = the n-th box, 0 = background)
+    in the image's own size, in base64 under "mask_png" (predict writes it to a file). `predict` and
+    the server's predict route both run this. The route takes a JSON body's "threshold" too."""
+
+    input_name = "image"
+    input_names = ("image", "im_shape", "scale_factor")
+    options = {"threshold": float}
+
+    def __init__(self, config: dict, labels: dict | None = None, threshold: float | None = None):
         import_ppdet()
         from ppdet.data import transform
-        ops = [transform.Decode()]
+        self.ops = [transform.Decode()]
+        self.size, self.stride = None, 0
         for item in config.get("Preprocess", []):
             item = dict(item)
             name = item.pop("type")
             if name == "PadStride":   # the deploy tool's name for the reader's PadBatch: the wheel's PadBatch on one image
                 pad = transform.PadBatch(pad_to_stride=int(item.get("stride", 0)))
-                ops.append(lambda sample, pad=pad: pad([sample])[0])
+                self.ops.append(lambda sample, pad=pad: pad([sample])[0])
+                self.stride = int(item.get("stride", 0))
             else:
-                ops.append(getattr(transform, name)(**item))
-        names = labels or dict(enumerate(config.get("label_list") or []))
-        threshold = float(getattr(args, "threshold", None) or config.get("draw_threshold", 0.5))
-        where = None
-        for path in files:
-            sample = {"im_file": str(path)}
-            try:
-                for op in ops:
-                    sample = op(sample)
-            except Exception:
-                raise TrainError(f"--input {path}: cannot read it as an image") from None
-            if not isinstance(sample.get("image"), np.ndarray):
-                raise TrainError(f"--input {path}: cannot read it as an image")
-            outputs = predictor(sample["image"][np.newaxis].astype("float32"),
-                                np.asarray(sample["im_shape"], "float32")[np.newaxis],
-                                np.asarray(sample["scale_factor"], "float32")[np.newaxis])
-            bbox, nums = outputs[0], outputs[1]
-            rows = bbox[:int(nums[0])] if len(nums) else bbox[:0]
-            keep = [i for i, r in enumerate(rows) if r[0] >= 0 and r[1] >= threshold]
-            boxes = []
-            for i in keep:
-                box = self._box(rows[i])
-                box.pop("name", None)
-                if int(rows[i][0]) in names:
-                    box["name"] = names[int(rows[i][0])]
-                boxes.append(box)
-            result = {"boxes": boxes}
-            if self.masks or len(outputs) > 2:
-                from .segmentation import mask_name, masks_directory
-                where = where or masks_directory(args)
-                masks = outputs[2][:int(nums[0])] if len(nums) else outputs[2][:0]
-                ids = np.zeros((int(sample["h"]), int(sample["w"])), "uint8")
-                for n, i in enumerate(keep, 1):
-                    ids[np.asarray(masks[i])[:ids.shape[0], :ids.shape[1]] > 0] = n
-                    boxes[n - 1]["mask_pixels"] = int((np.asarray(masks[i]) > 0).sum())
-                roots = [Path(p) for p in args.input if Path(p).is_dir()]
-                target = where / mask_name(path, roots)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                from PIL import Image
-                Image.fromarray(ids).save(target)
-                result["mask"] = str(target)
-            top = sorted(boxes, key=lambda b: -b["score"])[:5]
-            summary = "; ".join(f"{b.get('name', b['class'])} {b['score']:.2f} "
-                                f"[{', '.join(f'{v:.0f}' for v in b['box'])}]" for b in top) or "no boxes"
-            summary += f"; {len(boxes) - len(top)} more" if len(boxes) > len(top) else ""
-            yield path, result, f"{len(boxes)} boxes (score >= {threshold:g}): {summary}" + \
-                (f" | mask {result['mask']}" if "mask" in result else "")
+                if name == "Resize":
+                    self.size = [int(v) for v in item["target_size"]]
+                self.ops.append(getattr(transform, name)(**item))
+        self.names = labels or dict(enumerate(config.get("label_list") or []))
+        self.threshold = float(threshold or config.get("draw_threshold", 0.5))
+        self.masks = "mask" in config.get("outputs", []) or config.get("arch") == "MaskRCNN"
+
+    def preprocess(self, data: bytes, what: str) -> dict:
+        sample = {"image": data}   # Decode reads the bytes under "image" (else the file im_file names)
+        try:
+            for op in self.ops:
+                sample = op(sample)
+        except Exception:
+            raise TrainError(f"{what}: cannot read it as an image") from None
+        if not isinstance(sample.get("image"), np.ndarray):
+            raise TrainError(f"{what}: cannot read it as an image")
+        return {"image": sample["image"][np.newaxis].astype("float32"),
+                "im_shape": np.asarray(sample["im_shape"], "float32")[np.newaxis],
+                "scale_factor": np.asarray(sample["scale_factor"], "float32")[np.newaxis],
+                "h": int(sample["h"]), "w": int(sample["w"])}
+
+    def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
+        values = list(outputs.values())
+        bbox, nums = values[0], values[1]
+        threshold = self.threshold if prepared.get("threshold") is None else float(prepared["threshold"])
+        rows = bbox[:int(nums[0])] if len(nums) else bbox[:0]
+        keep = [i for i, r in enumerate(rows) if r[0] >= 0 and r[1] >= threshold]
+        boxes = []
+        for i in keep:
+            label = int(rows[i][0])
+            box = {"class": label, "score": round(float(rows[i][1]), 5),
+                   "box": [round(float(v), 2) for v in rows[i][2:6]]}
+            if label in self.names:
+                box["name"] = self.names[label]
+            boxes.append(box)
+        result = {"boxes": boxes}
+        if self.masks or len(values) > 2:
+            import base64
+            import io
+            from PIL import Image
+            masks = values[2][:int(nums[0])] if len(nums) else values[2][:0]
+            ids = np.zeros((prepared["h"], prepared["w"]), "uint8")
+            for n, i in enumerate(keep, 1):
+                ids[np.asarray(masks[i])[:ids.shape[0], :ids.shape[1]] > 0] = n
+                boxes[n - 1]["mask_pixels"] = int((np.asarray(masks[i]) > 0).sum())
+            buffer = io.BytesIO()
+            Image.fromarray(ids).save(buffer, format="PNG")
+            result["mask_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        top = sorted(boxes, key=lambda b: -b["score"])[:5]
+        summary = "; ".join(f"{b.get('name', b['class'])} {b['score']:.2f} "
+                            f"[{', '.join(f'{v:.0f}' for v in b['box'])}]" for b in top) or "no boxes"
+        summary += f"; {len(boxes) - len(top)} more" if len(boxes) > len(top) else ""
+        return result, f"{len(boxes)} boxes (score >= {threshold:g}): {summary}"
+
+    def example(self, rows: int) -> dict[str, np.ndarray]:
+        h, w = ((-(-v // self.stride) * self.stride if self.stride > 0 else v) for v in (self.size or (608, 608)))
+        return {"image": np.zeros((rows, 3, h, w), "float32"),
+                "im_shape": np.tile(np.array([[h, w]], "float32"), (rows, 1)),
+                "scale_factor": np.ones((rows, 2), "float32")}

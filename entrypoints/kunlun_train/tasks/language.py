@@ -383,33 +383,26 @@ class Task(BaseTask):
 
     def predict(self, predictor, config: dict, inputs: list, labels: dict | None, args):
         """Each sentence of each file (TSV or JSON lines as for training, or one sentence a line):
-        the exported tokenizer, the model, the top-k classes."""
-        import paddlenlp.transformers as t
-        pre, post = config["PreProcess"], config["PostProcess"]
-        vocab = self._find(args.vocab) if getattr(args, "vocab", None) else Path(args.model) / pre["vocab_file"]
-        files.read_vocab(vocab, "--vocab" if getattr(args, "vocab", None) else "--model")
-        if pre.get("tokenizer") not in ("BertTokenizer", "ErnieTokenizer"):
-            raise TrainError(f"--model {args.model}: inference.yml names the tokenizer {pre.get('tokenizer')!r}; "
-                             "expected BertTokenizer or ErnieTokenizer")
-        tokenizer = getattr(t, pre["tokenizer"])(vocab_file=str(vocab), do_lower_case=pre.get("do_lower_case", True))
-        classes = len(post["label_names"])
-        names = labels or dict(enumerate(post["label_names"]))
-        k = max(1, min(args.topk or post["Topk"]["topk"], classes))
+        the exported tokenizer, the model, the top-k classes (Inference)."""
+        given = getattr(args, "vocab", None)
+        vocab = self._find(given) if given else Path(args.model) / config["PreProcess"]["vocab_file"]
+        inference = Inference(config, vocab, "--vocab" if given else "--model", labels, args.topk, args.model)
         for path in inputs:
             found = files.sentences(Path(path))
             if not found:
                 raise TrainError(f"--input {path}: no sentences in it")
             for line, text in found:
-                enc = tokenizer(text, max_length=int(pre["max_seq_len"]), truncation=True)
-                [probs] = predictor(np.array([enc["input_ids"]], dtype="int64"),
-                                    np.array([enc["token_type_ids"]], dtype="int64"))
-                row = probs[0]
-                order = [int(i) for i in np.argsort(-row, kind="stable")[:k]]
-                result = {"text": text, "class_ids": order, "scores": [round(float(row[i]), 6) for i in order],
-                          "label_names": [names.get(i, "") for i in order]}
-                shown = " | ".join(f"{c}{f' {n}' if n and n != str(c) else ''} {row[c]:.4f}"
-                                   for c, n in zip(order, result["label_names"]))
-                yield f"{path}:{line}", result, f"{shown} | {text if len(text) <= 60 else text[:57] + '...'}"
+                prepared = inference.preprocess(text, f"--input {path}:{line}")
+                result, shown = inference.postprocess(
+                    predictor.named({n: prepared[n] for n in inference.input_names}), prepared)
+                yield f"{path}:{line}", result, shown
+
+    @staticmethod
+    def inference(config: dict, directory: Path | None = None, labels: dict | None = None) -> "Inference":
+        """The predict route's pipeline for the export in `directory` (its vocabulary is beside it)."""
+        directory = Path(directory or ".")
+        return Inference(config, directory / config["PreProcess"]["vocab_file"], "--model", labels,
+                         model=str(directory))
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save_extra(self, directory) -> None:
@@ -450,3 +443,53 @@ class WithSoftmax(paddle.nn.Layer):
     def forward(self, input_ids, token_type_ids):
         out = self.model(input_ids, token_type_ids=token_type_ids)
         return paddle.nn.functional.softmax(out[0] if isinstance(out, (tuple, list)) else out, axis=-1)
+
+
+class Inference:
+    """The exported tokenizer (BertTokenizer / ErnieTokenizer on the export's vocab.txt, truncated to
+    max_seq_len), the model's class probabilities, the top-k classes with their label names.
+    `predict` (each sentence of its files) and the server's predict route (a sentence a request)
+    both run this."""
+
+    input_name = "input_ids"
+    input_names = ("input_ids", "token_type_ids")
+    body = "text"
+
+    def __init__(self, config: dict, vocab: Path, flag: str = "--model", labels: dict | None = None,
+                 topk: int | None = None, model: str | None = None):
+        import paddlenlp.transformers as t
+        pre, post = config["PreProcess"], config["PostProcess"]
+        files.read_vocab(vocab, flag)
+        if pre.get("tokenizer") not in ("BertTokenizer", "ErnieTokenizer"):
+            raise TrainError(f"--model {model}: inference.yml names the tokenizer {pre.get('tokenizer')!r}; "
+                             "expected BertTokenizer or ErnieTokenizer")
+        self.tokenizer = getattr(t, pre["tokenizer"])(vocab_file=str(vocab), do_lower_case=pre.get("do_lower_case", True))
+        self.max_len = int(pre["max_seq_len"])
+        classes = len(post["label_names"])
+        self.names = labels or dict(enumerate(post["label_names"]))
+        self.k = max(1, min(topk or post["Topk"]["topk"], classes))
+
+    def preprocess(self, text: str, what: str) -> dict:
+        if not isinstance(text, str) or not text.strip():
+            raise TrainError(f"{what}: no text (expected a sentence)")
+        if "\n" in text or "\r" in text:   # a body sent from a file ends in its line break
+            text = text.strip("\r\n")
+        if "\n" in text:
+            raise TrainError(f"{what}: one sentence a request (the text has several lines)")
+        enc = self.tokenizer(text, max_length=self.max_len, truncation=True)
+        return {"input_ids": np.array([enc["input_ids"]], dtype="int64"),
+                "token_type_ids": np.array([enc["token_type_ids"]], dtype="int64"), "text": text}
+
+    def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
+        row = next(iter(outputs.values()))[0]
+        text = prepared["text"]
+        order = [int(i) for i in np.argsort(-row, kind="stable")[:self.k]]
+        result = {"text": text, "class_ids": order, "scores": [round(float(row[i]), 6) for i in order],
+                  "label_names": [self.names.get(i, "") for i in order]}
+        shown = " | ".join(f"{c}{f' {n}' if n and n != str(c) else ''} {row[c]:.4f}"
+                           for c, n in zip(order, result["label_names"]))
+        return result, f"{shown} | {text if len(text) <= 60 else text[:57] + '...'}"
+
+    def example(self, rows: int) -> dict[str, np.ndarray]:
+        return {"input_ids": np.zeros((rows, self.max_len), "int64"),
+                "token_type_ids": np.zeros((rows, self.max_len), "int64")}

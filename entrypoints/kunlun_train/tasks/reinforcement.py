@@ -34,11 +34,13 @@ How it sits on the engine:
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import random
 import warnings
 from collections import deque
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -334,21 +336,22 @@ class Task(BaseTask):
                 "PostProcess": {"name": "GreedyAction", "actions": self.act_dim}}
 
     def predict(self, predictor, config: dict, files: list, labels: dict | None, args):
-        """The greedy action (argmax of the Q values) for each observation of each file."""
-        dim = int(config["PreProcess"]["observation_dim"])
+        """The greedy action (argmax of the Q values) for each observation of each file (Inference),
+        4096 observations a predictor run."""
+        inference = Inference(config, labels)
         for path in files:
-            rows = observations.read(path, dim)
+            rows = observations.read(path, inference.dim)
             for start in range(0, len(rows), 4096):
                 chunk = rows[start:start + 4096]
-                [values] = predictor(np.asarray([obs for _, obs in chunk], dtype="float32"))
+                [values] = predictor.named({"obs": np.asarray([obs for _, obs in chunk], dtype="float32")}).values()
                 for (line, obs), q in zip(chunk, values):
-                    action = int(np.argmax(q))
-                    name = (labels or {}).get(action)
-                    result = {"observation": obs, "action": action, "q_values": [round(float(v), 6) for v in q]}
-                    if name:
-                        result["action_name"] = name
-                    yield (f"{path}:{line}", result,
-                           f"action {action}{f' {name}' if name else ''} | q " + " ".join(f"{v:.4f}" for v in q))
+                    result, shown = inference.answer(obs, q)
+                    yield f"{path}:{line}", result, shown
+
+    @staticmethod
+    def inference(config: dict, directory: Path | None = None, labels: dict | None = None) -> "Inference":
+        """The predict route's pipeline for the export with `config` (its inference.yml)."""
+        return Inference(config, labels)
 
     # --- checkpoints: what --resume needs --------------------------------------------------------
     def save_state(self, directory) -> None:
@@ -380,3 +383,57 @@ class Task(BaseTask):
         # Fresh random streams (not the ones the first run already used) and a new episode.
         self.rng.seed(f"{self.world.seed(self.seed)}/{self.env_steps_done}")
         np.random.seed(self.rng.randrange(2 ** 32))
+
+
+class Inference:
+    """The exported Q network's greedy policy: an observation of PreProcess.observation_dim numbers in,
+    the action with the largest Q value and the Q values out. `predict` (every observation of its
+    .jsonl / .csv files) and the server's predict route (one a request: JSON {"observation": [...]}
+    or a bare array, or a .jsonl / .csv line as text) both run this."""
+
+    input_name = "obs"
+    input_names = ("obs",)
+    body = "json"
+
+    def __init__(self, config: dict, labels: dict | None = None):
+        self.dim = int(config["PreProcess"]["observation_dim"])
+        self.labels = labels
+
+    def preprocess(self, data, what: str) -> dict:
+        """An observation: a list of numbers, {"observation": [...]} ({"obs": ...} as .jsonl has it), or
+        the text of one .jsonl or .csv line."""
+        if isinstance(data, str):
+            text = data.strip()
+            try:
+                data = json.loads(text) if text.startswith(("[", "{")) else [float(v) for v in text.split(",")]
+            except ValueError:
+                raise TrainError(f"{what}: expected an observation: JSON {{\"observation\": [...]}}, or "
+                                 f"{observations.EXAMPLE}") from None
+        if isinstance(data, dict):
+            key = "observation" if "observation" in data else "obs"
+            if key not in data:
+                raise TrainError(f"{what}: expected JSON {{\"observation\": [{self.dim} numbers]}}")
+            data = data[key]
+        if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+            raise TrainError(f"{what}: \"observation\": expected a list of {self.dim} numbers")
+        if len(data) != self.dim:
+            raise TrainError(f"{what}: \"observation\": {len(data)} values, but the model takes observations "
+                             f"of {self.dim}")
+        if not all(math.isfinite(v) for v in data):
+            raise TrainError(f"{what}: \"observation\": not a finite number in {data}")
+        obs = [float(v) for v in data]
+        return {"obs": np.asarray([obs], dtype="float32"), "observation": obs}
+
+    def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
+        return self.answer(prepared["observation"], next(iter(outputs.values()))[0])
+
+    def answer(self, obs: list, q) -> tuple[dict, str]:
+        action = int(np.argmax(q))
+        name = (self.labels or {}).get(action)
+        result = {"observation": obs, "action": action, "q_values": [round(float(v), 6) for v in q]}
+        if name:
+            result["action_name"] = name
+        return result, f"action {action}{f' {name}' if name else ''} | q " + " ".join(f"{v:.4f}" for v in q)
+
+    def example(self, rows: int) -> dict[str, np.ndarray]:
+        return {"obs": np.zeros((rows, self.dim), "float32")}

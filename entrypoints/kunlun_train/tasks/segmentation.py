@@ -304,35 +304,76 @@ class Task(BaseTask):
                            "num_classes": self.classes}}
 
     def predict(self, predictor, config: dict, files: list, labels: dict | None, args):
-        """PaddleSeg's deploy pipeline (deploy/python/infer.py): the deploy transforms, the model's
-        class ids, back to the image's own size (nearest); each mask is written as a PNG of class ids
-        with PaddleSeg's colour palette."""
-        import cv2
-        from paddleseg.core.infer import reverse_transform
-        from paddleseg.deploy.infer import DeployConfig
-        from paddleseg.utils.visualize import get_pseudo_color_map
-        deploy = config["Deploy"]
-        compose = DeployConfig.load_transforms(copy.deepcopy(deploy["transforms"]))   # a Compose, BGR -> RGB
-        classes = int(deploy.get("num_classes") or 0)
+        """PaddleSeg's deploy pipeline (Inference) on each file; each mask is written as a PNG of class
+        ids with PaddleSeg's colour palette."""
+        import base64
+        inference = Inference(config, labels)
         where = masks_directory(args)
         roots = [Path(p) for p in args.input if Path(p).is_dir()]
         for path in files:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise TrainError(f"--input {path}: cannot read it as an image")
-            data = compose({"img": image.astype("float32"), "trans_info": []})
-            [ids] = predictor(data["img"][np.newaxis].astype("float32"))
-            pred = reverse_transform(paddle.to_tensor(ids.reshape([1, 1, *ids.shape[-2:]])), data["trans_info"],
-                                     mode="nearest")
-            mask = pred.numpy().reshape(image.shape[:2]).astype("uint8")
+            prepared = inference.preprocess(path.read_bytes(), f"--input {path}")
+            result, line = inference.postprocess(predictor.named({"x": prepared["x"]}), prepared)
             target = where / mask_name(path, roots)
             target.parent.mkdir(parents=True, exist_ok=True)
-            get_pseudo_color_map(mask).save(target)
-            pixels = np.bincount(mask.ravel(), minlength=classes)
-            shares = " ".join(f"{i}{f' {labels[i]}' if labels and i in labels else ''} {n / mask.size:.1%}"
-                              for i, n in enumerate(pixels) if n)
-            yield path, {"mask": str(target), "shape": list(mask.shape), "pixels": pixels.tolist()}, \
-                f"mask {target} | {mask.shape[1]}x{mask.shape[0]} | classes {shares}"
+            target.write_bytes(base64.b64decode(result.pop("mask_png")))
+            yield path, {"mask": str(target), **result}, f"mask {target} | {line}"
+
+    @staticmethod
+    def inference(config: dict, directory: Path | None = None, labels: dict | None = None) -> "Inference":
+        """The predict route's pipeline for the export with `config` (its inference.yml)."""
+        return Inference(config, labels)
+
+
+class Inference:
+    """PaddleSeg's deploy pipeline (deploy/python/infer.py) around the exported model: the image read
+    as cv2 reads it (BGR), deploy.yaml's transforms, the model's class ids, back to the image's own
+    size (nearest: reverse_transform), the mask as a PNG of class ids with PaddleSeg's colour palette.
+    `predict` and the server's predict route both run this; the route answers the PNG in base64
+    ("mask_png") where predict writes it to a file."""
+
+    input_name = "x"
+    input_names = ("x",)
+
+    def __init__(self, config: dict, labels: dict | None = None):
+        from paddleseg.deploy.infer import DeployConfig
+        deploy = config["Deploy"]
+        self.transforms = copy.deepcopy(deploy["transforms"])
+        self.compose = DeployConfig.load_transforms(copy.deepcopy(deploy["transforms"]))   # a Compose, BGR -> RGB
+        self.classes = int(deploy.get("num_classes") or 0)
+        self.labels = labels
+        resize = next((t for t in self.transforms if t.get("type") == "Resize"), {})
+        self.size = [int(v) for v in resize.get("target_size", [512, 512])]
+
+    def preprocess(self, data: bytes, what: str) -> dict:
+        import cv2
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if image is None:
+            raise TrainError(f"{what}: cannot read it as an image")
+        out = self.compose({"img": image.astype("float32"), "trans_info": []})
+        return {"x": out["img"][np.newaxis].astype("float32"), "trans_info": out["trans_info"],
+                "size": image.shape[:2]}
+
+    def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
+        import base64
+        import io
+        from paddleseg.core.infer import reverse_transform
+        from paddleseg.utils.visualize import get_pseudo_color_map
+        ids = next(iter(outputs.values()))
+        pred = reverse_transform(paddle.to_tensor(ids.reshape([1, 1, *ids.shape[-2:]])), prepared["trans_info"],
+                                 mode="nearest")
+        mask = pred.numpy().reshape(tuple(prepared["size"])).astype("uint8")
+        buffer = io.BytesIO()
+        get_pseudo_color_map(mask).save(buffer, format="PNG")
+        pixels = np.bincount(mask.ravel(), minlength=self.classes)
+        labels = self.labels
+        shares = " ".join(f"{i}{f' {labels[i]}' if labels and i in labels else ''} {n / mask.size:.1%}"
+                          for i, n in enumerate(pixels) if n)
+        return ({"shape": list(mask.shape), "pixels": pixels.tolist(),
+                 "mask_png": base64.b64encode(buffer.getvalue()).decode("ascii")},
+                f"{mask.shape[1]}x{mask.shape[0]} | classes {shares}")
+
+    def example(self, rows: int) -> dict[str, np.ndarray]:
+        return {"x": np.zeros((rows, 3, self.size[1], self.size[0]), "float32")}
 
 
 def masks_directory(args) -> Path:
