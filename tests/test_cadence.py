@@ -60,7 +60,6 @@ def test_the_end_evaluates_only_a_finished_run_that_trained_and_evaluates_at_all
     assert not Cadence(total=5, eval_every=2).at_end(5, first=5, stopped=False)    # resumed when already done
     assert not Cadence(total=5, eval_every=2).at_end(3, first=0, stopped=True)     # stopped
     assert not Cadence(total=5).at_end(5, first=0, stopped=False)                  # never evaluates
-    assert not Cadence(total=5, clock=lambda step: None).at_end(5, 0, False)       # a task without a clock
 
 
 @pytest.mark.parametrize("given, recipe, expected", [

@@ -129,7 +129,7 @@ def test_the_engine_hooks_change_nothing_for_a_task_that_does_not_use_them(tmp_p
         datasets = build_model = loss = metric = input_spec = lambda self, *a: None
 
     plain = Plain({}, None, None)
-    assert plain.eval_due(10) is None and plain.eval_unit is None
+    assert not plain.has_clock and plain.eval_due(10) is False and plain.eval_unit is None
     plain.save_state(tmp_path)
     plain.load_state(tmp_path)
     assert list(tmp_path.iterdir()) == []

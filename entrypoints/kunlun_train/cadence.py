@@ -30,7 +30,7 @@ class Cadence:
     save_every: int = 0                           # steps; 0: not by steps
     save_minutes: float = 0.0                     # 0: not by time
     saving: bool = False                          # there is an --output to save to
-    clock: Optional[Callable[[int], Optional[bool]]] = None   # the task's own: True = evaluate now; None: no clock
+    clock: Optional[Callable[[int], bool]] = None   # the task's own (Task.eval_due): True = evaluate now
     clock_seconds: Callable[[], float] = time.monotonic
     last_save: float = field(default=None)
 
@@ -43,7 +43,7 @@ class Cadence:
         end of the run evaluates (`at_end`) and saves on its own."""
         if stopped or step >= self.total:
             return Due(stop=True)
-        own = self.clock(step) if self.clock else None
+        own = self.clock is not None and self.clock(step)
         evaluate = bool(self.eval_every and step % self.eval_every == 0 or own)
         save = self.saving and bool(self.save_every and step % self.save_every == 0 or self.save_minutes
                                     and self.clock_seconds() - self.last_save >= 60 * self.save_minutes)
@@ -55,8 +55,7 @@ class Cadence:
     def at_end(self, step: int, first: int, stopped: bool) -> bool:
         """Evaluate once more at the end: a run that reached its last step, trained at least one step
         (a resumed run that was already done did not), was not stopped, and evaluates at all."""
-        has_clock = self.clock is not None and self.clock(step) is not None
-        return bool((self.eval_every or has_clock) and step == self.total and step > first and not stopped)
+        return bool((self.eval_every or self.clock) and step == self.total and step > first and not stopped)
 
 
 def eval_interval(given: str | None, recipe_global: dict, per_epoch: int, has_split: bool, synthetic: bool) -> int:

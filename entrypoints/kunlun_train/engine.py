@@ -319,7 +319,7 @@ class Engine:
         total, per_epoch = size.run_steps, size.steps_per_epoch
         done, best = self._resume(model, optim, lr) if options.resume else (0, None)
         due = cadence.Cadence(total, self._eval_every(per_epoch, eval_set), options.save_every, options.save_minutes,
-                              saving=bool(options.output), clock=task.eval_due if eval_set is not None else None)
+                              saving=bool(options.output), clock=task.eval_due if eval_set is not None and task.has_clock else None)
         self.say(f"training steps {done + 1}..{total} ({total / per_epoch:.3g} epochs of {per_epoch} steps) on "
                  f"{task.describe_data()}, batch {global_batch}" + (f" ({world.size} workers)" if world.distributed else ""))
         self.say(f"schedule: {plan.describe()}" + (f"; evaluation every {due.eval_every} steps" if due.eval_every else ""))

@@ -90,12 +90,14 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def metric(self) -> Metric: ...
 
-    def eval_due(self, step: int) -> bool | None:
-        """For a task whose evaluation follows a clock of its own (DQN: every N finished training
-        episodes, as PARL's examples): asked after every training step (on every rank, so it may
-        agree with the others through a collective), True to evaluate now; it then also evaluates at
-        the end of the run. None (the default): the engine's step cadence (--eval-every) alone."""
-        return None
+    has_clock = False   # evaluates on a clock of its own (eval_due), besides --eval-every
+
+    def eval_due(self, step: int) -> bool:
+        """With has_clock, for a task whose evaluation follows a clock of its own (DQN: every N
+        finished training episodes, as PARL's examples): asked after every training step (on every
+        rank, so it may agree with the others through a collective), True to evaluate now; such a
+        run also evaluates at its end."""
+        return False
 
     def evaluate_batch(self, model, batch) -> Any:
         """The model's outputs for one eval batch (the metric's input)."""

@@ -288,9 +288,11 @@ class Task(BaseTask):
             self._obs = next_obs
 
     # --- evaluation ------------------------------------------------------------------------------
-    def eval_due(self, step: int) -> bool | None:
-        if not self.clock.interval:
-            return None
+    @property
+    def has_clock(self) -> bool:
+        return bool(self.clock.interval)
+
+    def eval_due(self, step: int) -> bool:
         episodes = self.episodes
         if self.world.distributed:   # every rank must decide alike: count the job's episodes
             import paddle.distributed as dist
