@@ -176,7 +176,7 @@ def test_pretrained_weights_of_another_class_count_load_all_but_the_head(learned
 # epoch then a cosine to 0 over 8 epochs (the curve has flattened by then: at 5 it is still climbing
 # steeply and seeds disagree by 0.1), seed 0, evaluated at the end. The digits are centred and fill the
 # image, so nothing is cropped (crop scale and ratio 1, eval crop ratio 1).
-DIGITS_EPOCHS, DIGITS_SEED, DIGITS_TOLERANCE = 8, 0, 0.05
+DIGITS_EPOCHS, DIGITS_SEED, DIGITS_TOLERANCE = 8, 0, 0.08
 DIGITS = ["--epochs", str(DIGITS_EPOCHS), "--batch-size", "64", "--eval-every", str(DIGITS_EPOCHS * 14),
           "-o", "Global.image_size=32", "-o", "Train.crop_scale=[1.0,1.0]", "-o", "Train.crop_ratio=[1.0,1.0]",
           "-o", "Eval.crop_ratio=1.0", "-o", "Optimizer.lr.warmup_epoch=1", "-o", f"Global.seed={DIGITS_SEED}"]
