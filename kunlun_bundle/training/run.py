@@ -68,6 +68,11 @@ def container_options(layer: Layer, data: Optional[str], output: Optional[str], 
                    platform=layer.arch.platform, shm_size="1g", labels={"io.kunlun.run": layer.name})
     if os.getuid() != 0:
         options["user"] = f"{os.getuid()}:{os.getgid()}"   # files in --output belong to the caller
+    return _with_resources(options, cpus, xpus)
+
+
+def _with_resources(options: dict, cpus: Optional[float], xpus: Optional[str]) -> dict:
+    """A CPU limit and exactly the Kunlun cards asked for (plus /dev/xpuctrl), never --privileged."""
     if cpus:
         options["nano_cpus"] = int(float(cpus) * 1e9)
     if xpus:
@@ -90,12 +95,18 @@ def run(m: Matrix, layer: Layer, data: Optional[str] = None, output: Optional[st
     require_built(client, layer)
     options = container_options(layer, data, output, list(args), cpus, xpus, host_network)
     ui.info(f"[bold]run[/] {escape(layer.image + ' ' + ' '.join(options['command']))}")
+    return _follow(client, options, stop_seconds=10)
+
+
+def _follow(client, options: dict, stop_seconds: int) -> int:
+    """Start the container, stream its output until it exits; Ctrl-C stops it (SIGTERM, then up to
+    stop_seconds for it to finish) and goes on up."""
     with container.start(client, options.pop("image"), options.pop("command"), **options) as running:
         try:
             running.stream()
             return running.wait()
         except KeyboardInterrupt:
-            running.stop(timeout=10)
+            running.stop(timeout=stop_seconds)
             raise
 
 
@@ -121,12 +132,7 @@ def serve_options(layer: Layer, export: str, port: int = SERVE_PORT, bind: str =
     options = dict(image=layer.image, command=["serve", "--model", MODEL_MOUNT, *args],
                    volumes={str(src): {"bind": MODEL_MOUNT, "mode": "ro"}}, ports={f"{SERVE_PORT}/tcp": (bind, int(port))},
                    read_only=True, platform=layer.arch.platform, shm_size="1g", labels={"io.kunlun.serve": layer.name})
-    if cpus:
-        options["nano_cpus"] = int(float(cpus) * 1e9)
-    if xpus:
-        cards = devices.Cards.discover()
-        options.update(devices.container_options(cards, cards.select(xpus)))
-    return options
+    return _with_resources(options, cpus, xpus)
 
 
 def serve(layer: Layer, export: str, port: int = SERVE_PORT, bind: str = "0.0.0.0", args: list[str] = (),
@@ -138,10 +144,4 @@ def serve(layer: Layer, export: str, port: int = SERVE_PORT, bind: str = "0.0.0.
     options = serve_options(layer, export, port, bind, list(args), cpus, xpus)
     ui.info(f"[bold]serve[/] {escape(export)} with {escape(layer.image)} on http://{bind}:{port} "
             f"(Open Inference Protocol: /v2/models/{layer.name}/infer, /v2/models/{layer.name}/predict)")
-    with container.start(client, options.pop("image"), options.pop("command"), **options) as running:
-        try:
-            running.stream()
-            return running.wait()
-        except KeyboardInterrupt:
-            running.stop(timeout=30)
-            raise
+    return _follow(client, options, stop_seconds=30)   # the server's drain is 20 s

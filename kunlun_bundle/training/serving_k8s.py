@@ -53,10 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import yaml
-
 from .. import layout, naming
-from ..errors import BundleError, UsageError
+from ..errors import UsageError
 from . import devices, k8s
 
 PORT = 8000                    # the server's port (serve --port)
@@ -276,16 +274,7 @@ def problems(documents: list[dict]) -> list[str]:
 def write(s: Serving, directory: Path) -> list[Path]:
     """Write both forms into directory, after checking them; returns the files."""
     files = {"inferenceservice.yaml": kserve(s), "deployment.yaml": deployment(s)}
-    found = [p for docs in files.values() for p in problems(copy.deepcopy(docs))]
-    if found:   # a bug of ours, not the user's input: say so plainly
-        raise BundleError("the generated manifests are not valid:\n  " + "\n  ".join(found))
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, docs in files.items():
-        path = directory / name
-        path.write_text(header(s) + yaml.safe_dump_all(docs, sort_keys=False))
-        written.append(path)
-    return written
+    return k8s.write_checked(files, directory, lambda docs: problems(copy.deepcopy(docs)), header(s))
 
 
 def header(s: Serving) -> str:
