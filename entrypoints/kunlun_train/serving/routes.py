@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import imports
 from ..errors import TrainError
 from .protocol import BadRequest
 
@@ -121,4 +122,7 @@ def for_export(directory: Path, task_name: str | None):
     config = json.loads((directory / "inference.yml").read_text())
     task = config.get("Global", {}).get("task") or task_name
     make = getattr(adapter(task), "inference", None) if task else None
-    return TaskRoute(make(config, Path(directory))) if make else None
+    if make is None:
+        return None
+    imports.without_init(*adapter(task).serve_without_init)   # what a serving image lacks is never imported
+    return TaskRoute(make(config, Path(directory)))

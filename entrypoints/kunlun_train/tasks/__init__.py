@@ -40,6 +40,7 @@ class Task(abc.ABC):
     eval_unit: str | None = None       # what an evaluation sample is called in the eval line (default: unit's)
     primary = "loss"                   # the metric that picks the best checkpoint (higher is better)
     max_workers: int | None = None     # DataLoader worker processes at most (0: data made in this process)
+    serve_without_init: tuple[str, ...] = ()   # suite packages `serve` imports without their inits (imports.py)
 
     def __init__(self, recipe: dict, data: str | None, world):
         self.recipe, self.data, self.world = recipe, data, world

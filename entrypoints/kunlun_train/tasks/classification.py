@@ -81,6 +81,7 @@ class Accuracy(Metric):
 class Task(BaseTask):
     unit = "images/s"
     primary = "top1"
+    serve_without_init = ("paddleclas",)   # its init imports PaddleClas's whole toolkit; the route needs deploy/python
 
     def __init__(self, recipe: dict, data: str | None, world):
         super().__init__(recipe, data, world)

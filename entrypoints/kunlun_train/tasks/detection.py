@@ -273,6 +273,9 @@ class Deploy(paddle.nn.Layer):
 
 class Task(BaseTask):
     unit = "images/s"
+    # The route needs data/transform's operators, not ppdet's models, trackers and metrics the inits
+    # import (pycocotools, matplotlib, pandas, scikit-learn).
+    serve_without_init = ("ppdet", "ppdet.data", "ppdet.modeling", "ppdet.data.transform")
 
     def __init__(self, recipe: dict, data: str | None, world):
         super().__init__(recipe, data, world)
@@ -518,21 +521,22 @@ class Inference:
     options = {"threshold": float}
 
     def __init__(self, config: dict, labels: dict | None = None, threshold: float | None = None):
-        import_ppdet()
-        from ppdet.data import transform
-        self.ops = [transform.Decode()]
+        if "ppdet" not in sys.modules:   # else `serve` imported it without its init (imports.py)
+            import_ppdet()
+        from ppdet.data.transform import batch_operators, operators
+        self.ops = [operators.Decode()]
         self.size, self.stride = None, 0
         for item in config.get("Preprocess", []):
             item = dict(item)
             name = item.pop("type")
             if name == "PadStride":   # the deploy tool's name for the reader's PadBatch: the wheel's PadBatch on one image
-                pad = transform.PadBatch(pad_to_stride=int(item.get("stride", 0)))
+                pad = batch_operators.PadBatch(pad_to_stride=int(item.get("stride", 0)))
                 self.ops.append(lambda sample, pad=pad: pad([sample])[0])
                 self.stride = int(item.get("stride", 0))
             else:
                 if name == "Resize":
                     self.size = [int(v) for v in item["target_size"]]
-                self.ops.append(getattr(transform, name)(**item))
+                self.ops.append(getattr(operators, name)(**item))
         self.names = labels or dict(enumerate(config.get("label_list") or []))
         self.threshold = float(threshold or config.get("draw_threshold", 0.5))
         self.masks = "mask" in config.get("outputs", []) or config.get("arch") == "MaskRCNN"

@@ -189,6 +189,9 @@ class Areas(Metric):
 class Task(BaseTask):
     unit = "images/s"
     primary = "mIoU"
+    # The route needs deploy.infer, transforms, core.infer and utils.visualize, not the models and
+    # metrics these packages' inits import (scikit-learn, requests).
+    serve_without_init = ("paddleseg", "paddleseg.cvlibs", "paddleseg.utils", "paddleseg.core")
 
     def __init__(self, recipe: dict, data: str | None, world):
         super().__init__(recipe, data, world)
