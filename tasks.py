@@ -93,7 +93,7 @@ def lock(c, arch="all", check=False, refresh_base=False):
     each Debian base to its exact packages (locks/<arch>/base-<base>.txt)."""
     m = matrix.load(MATRIX)
     archs = m.arch_registry.resolve(arch)
-    layers = [layer for layer in chain.unique_layers(chain.all_ready(m)) if layer.arch in archs]
+    layers = [layer for layer in chain.every_layer(m) if layer.arch in archs]
     bases = [(layer.name, layer.arch) for layer in layers if layer.debian_lock]
     stale = images.debian.update(m, bases, ROOT, write=not check, refresh=refresh_base and not check)
     stale += images.lock.update(m, layers, ROOT, write=not check)
@@ -125,7 +125,10 @@ def bundle(c, action, file, arch=None, model=None, flavour=None, checkout=None):
     m = matrix.load(MATRIX)
     started = time.monotonic()
     if action == "export":
-        manifest = images.bundle.export(m, _model_layers(m, arch, model or [], flavour), ROOT, Path(file))
+        tops = _model_layers(m, arch, model or [], flavour)
+        # The serving layer too, for the servable models: an air-gapped site packages what it trains there.
+        tops += [chain.serving_layer(m, top.name, top.flavour, top.arch) for top in tops if m.servable(top.name)]
+        manifest = images.bundle.export(m, tops, ROOT, Path(file))
         ui.info(f"wrote {file}: {len(manifest['files'])} files, {ui.size(Path(file).stat().st_size)}, sources at "
                 f"{manifest['commit'][:12]}, in {ui.seconds(time.monotonic() - started)}")
     elif action == "import":
@@ -139,16 +142,20 @@ def bundle(c, action, file, arch=None, model=None, flavour=None, checkout=None):
         raise UsageError(f"unknown bundle action {action!r}", hint="`invoke bundle export FILE` or `invoke bundle import FILE`")
 
 
-@bundle_task(iterable=["model"],
+@bundle_task(iterable=["model", "image"],
              help={"file": "The archive to write: the images (docker save) with a manifest of sha256s and image ids.",
-                   "model": "A model whose chain (base, paddle, suite, model) is saved; repeat (default: resnet50).",
+                   "model": "A model whose chain (base, paddle, suite, model) is saved; repeat (default: resnet50, "
+                            "unless --image is given).",
+                   "image": "Also an image by its tag, e.g. a serving image `invoke package` built; repeat.",
                    "arch": "Arch(s) (default: native).",
                    "flavour": "Device flavour(s), comma-separated (default: cpu)."})
-def save(c, file, model=None, arch=None, flavour=None):
+def save(c, file, model=None, arch=None, flavour=None, image=None):
     """Save built images to FILE for a host without a registry (`invoke load FILE` there)."""
     m = matrix.load(MATRIX)
     started = time.monotonic()
-    tags = [layer.image for layer in chain.unique_layers(_model_layers(m, arch, model or ["resnet50"], flavour))]
+    models = model or ([] if image else ["resnet50"])
+    tags = [layer.image for layer in chain.unique_layers(_model_layers(m, arch, models, flavour))] if models else []
+    tags += [tag for tag in image or [] if tag not in tags]
     manifest = containers.images_archive.save(tags, Path(file))
     ui.info(f"wrote {file}: {len(manifest['images'])} image(s), {ui.size(Path(file).stat().st_size)}, "
             f"in {ui.seconds(time.monotonic() - started)}")
@@ -186,18 +193,45 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
     images.build.summarise(results)
 
 
+def _package_layers(m, model, export, arch, flavour):
+    images.packaging.check_servable(m, model)
+    return [chain.package_layer(m, layer.name, layer.flavour, layer.arch, Path(export))
+            for layer in _model_layers(m, arch, [model], flavour)]
+
+
+@bundle_task(help={"model": "The model the export is of, e.g. resnet50 (a PaddleClas, PaddleDetection or PaddleSeg model).",
+                   "export": "The exported model directory (inference.json, .pdiparams, .yml), e.g. OUT/inference.",
+                   "arch": "Image arch(s) (default: this host's; all for both).",
+                   "flavour": "Device flavour (default: cpu).", "verbose": "Show the full build output."})
+def package(c, model, export=None, arch=None, flavour=None, verbose=False):
+    """Build a serving image of one export of MODEL (base -> paddle -> serving -> the export, network off), tagged
+    kunlun/MODEL-serving:<digest of the model files>-<flavour>-<arch>; `docker run -p 8000:8000 IMAGE` serves it."""
+    m = matrix.load(MATRIX)
+    tops = _package_layers(m, model, export, arch, flavour)
+    results = images.build.build_layers(m, chain.unique_layers(tops), ROOT, verbose=verbose)
+    images.build.summarise(list(results.values()))
+    for top in tops:
+        ui.info(f"serve it: docker run --rm -p 8000:8000 {top.image}   (then GET /v2/models/{model})")
+
+
 @bundle_task(iterable=["model"],
              help={"model": "Model whose chain to check (repeatable; default: resnet50).",
                    "arch": "Arch (default: native).",
                    "flavour": "Device flavour (default: cpu).",
                    "against_built": "Build once from scratch and compare with the chain as built (`invoke build`); "
                                     "default: build twice from scratch.",
-                   "start": "The lowest layer built again: base (default: the whole chain), paddle, suite or model; "
-                            "the layers below are taken as built."})
-def repro(c, model=None, arch=None, flavour=None, against_built=False, start="base"):
+                   "start": "The lowest layer built again: base (default: the whole chain), paddle, suite, model, "
+                            "serving or package; the layers below are taken as built.",
+                   "export": "Check the serving image of this export of --model (`invoke package`) instead."})
+def repro(c, model=None, arch=None, flavour=None, against_built=False, start="base", export=None):
     """Build the chain from scratch and compare image by image; a difference names the layer and files."""
     m = matrix.load(MATRIX)
-    layers = _model_layers(m, arch, model or ["resnet50"], flavour)
+    if export:
+        if len(model or []) != 1:
+            raise UsageError("--export needs exactly one --model: the model the export is of")
+        layers = _package_layers(m, model[0], export, arch, flavour)
+    else:
+        layers = _model_layers(m, arch, model or ["resnet50"], flavour)
     started = time.monotonic()
     differences = images.repro.run(m, layers, ROOT, against_built=against_built, start=start)
     ids = {layer.cell: layer.image for layer in chain.unique_layers(layers)}

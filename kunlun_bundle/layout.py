@@ -8,6 +8,7 @@ SUITES = "/opt/kunlun/suites"             # one directory per suite layer
 ENTRYPOINTS = "/opt/kunlun/entrypoints"   # entrypoints/ of this repository
 DATA_MOUNT = "/data"                      # where `invoke run --data` mounts the dataset (read-only)
 OUTPUT_MOUNT = "/output"                  # where `invoke run --output` mounts the output directory
+PACKAGED_MODEL = "/opt/kunlun/model"      # where a serving image (`invoke package`) holds its export
 SBOM_DIR = "/opt/kunlun/sbom"             # a published image's SBOM files (publishing/sbom.py)
 
 

@@ -4,6 +4,7 @@ was expected. `load()` is the only way the rest of the bundle reads the matrix."
 from __future__ import annotations
 
 import os
+import re
 import typing
 from enum import Enum
 from pathlib import Path
@@ -105,6 +106,10 @@ class Suite(_Strict):
     # a pure-Python project PyPI has only as source. The lock records the wheel for the target or,
     # when there is none, the upstream sdist, which the suite image builds offline (lock.BUILD_TOOLS).
     no_deps: list[str] = []
+    # What the suite's predict route imports besides Paddle and the server, by project name, each at
+    # the version this suite's lock pins: the serving layer (`invoke package`) installs the suite
+    # without its dependencies plus these. None: the suite's models have no serving image.
+    serving: Optional[list[str]] = None
 
     def requirement(self, name: str) -> str:
         return f"{self.package or name}=={self.version}"
@@ -180,6 +185,10 @@ class Matrix(_Strict):
         """The model's named recipes as the image carries them: the task's shared keys under each."""
         shared = self.tasks[self.models[model].task].recipe
         return {name: _merge(shared, recipe) for name, recipe in self.models[model].recipes.items()}
+
+    def servable(self, model: str) -> bool:
+        """Whether `invoke package` can make a serving image of the model's exports."""
+        return self.suites[self.models[model].suite].serving is not None
 
     def model_archs(self, model: str, flavour: str) -> list[str]:
         """Archs a model can be built for in a flavour: those it supports that the flavour pins Paddle for."""
@@ -349,6 +358,12 @@ def _reference_problems(m: Matrix, root: Path = Path(".")) -> list[tuple[tuple, 
         for i, patch in enumerate(suite.patches):
             if not (root / patch_path(name, patch)).is_file():
                 problems.append((("suites", name, "patches", i), f"no such file {patch_path(name, patch)}"))
+        if suite.serving is not None and suite.no_deps:
+            problems.append((("suites", name, "serving"), "a suite that builds sdists (no_deps) has no serving layer"))
+        for i, req in enumerate(suite.serving or []):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", req):
+                problems.append((("suites", name, "serving", i),
+                                 f"'{req}': a project name only (its version is this suite's lock's pin)"))
 
     for name, model in m.models.items():
         if not _matches(NAME, name):

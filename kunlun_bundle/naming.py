@@ -41,6 +41,18 @@ def model_latest(m: Matrix, model: str) -> str:
     return f"{m.namespace}/{model}:latest"
 
 
+def serving_image(m: Matrix, suite: str, flavour: str, arch: str) -> str:
+    """A suite's serving layer, e.g. kunlun/paddleclas-serving:2.6.0-paddle3.2.2-cpu-x86_64."""
+    version = m.suites[suite].version
+    return f"{m.namespace}/{suite}-serving:{version}-paddle{m.paddle_version(flavour, arch)}-{flavour}-{arch}"
+
+
+def packaged_image(m: Matrix, model: str, digest: str, flavour: str, arch: str) -> str:
+    """A serving image of one export (`invoke package`): its model files' digest in the tag, so two
+    exports never share a tag, e.g. kunlun/resnet50-serving:3f2a9c1e0b7d-cpu-x86_64."""
+    return f"{m.namespace}/{model}-serving:{digest[:12]}-{flavour}-{arch}"
+
+
 def declared(m: Matrix, image: str) -> str:
     """An image's name under the matrix's own namespace (what committed Dockerfiles say), whatever
     namespace local images are tagged under ($KUNLUN_NAMESPACE)."""

@@ -12,10 +12,30 @@ from kunlun_bundle.images.context import BuildContext
 def test_a_chain_is_base_framework_suite_model_each_on_its_parent_kind(matrix):
     top = chain.model_layer(matrix, "bert-base", "cpu", matrix.arch_registry["x86_64"])
     assert [layer.kind for layer in top.ancestry()] == ["base", "paddle", "suite", "model"]
-    assert [layer.kind for layer in top.ancestry()] == list(kinds.KINDS)
+    assert [layer.kind for layer in top.ancestry()] == list(kinds.KINDS)[:4]
     for layer in top.ancestry()[1:]:
         assert layer.kind.parent is layer.parent.kind
     assert [layer.name for layer in top.ancestry()] == ["bookworm", "cpu", "paddlenlp", "bert-base"]
+
+
+def test_a_serving_image_sits_on_the_serving_layer_on_the_framework(matrix, tmp_path):
+    export = tmp_path / "inference"
+    export.mkdir()
+    for name in ("inference.json", "inference.pdiparams"):
+        (export / name).write_bytes(b"weights " + name.encode())
+    (export / "inference.yml").write_text('{"Global": {"model": "resnet50", "task": "classification"}}\n')
+    top = chain.package_layer(matrix, "resnet50", "cpu", matrix.arch_registry["aarch64"], export)
+    assert [layer.kind for layer in top.ancestry()] == ["base", "paddle", "serving", "package"]
+    base, paddle, serving, package = top.ancestry()
+    assert [str(layer.lock) for layer in (paddle, serving)] == ["locks/aarch64/cpu/paddle.txt",
+                                                                "locks/aarch64/cpu/paddleclas-serving.txt"]
+    assert [layer.cell for layer in (serving, package)] == ["paddleclas-serving/cpu-aarch64", "paddleclas-package/cpu-aarch64"]
+    assert serving.image == "kunlun/paddleclas-serving:2.6.0-paddle3.2.2-cpu-aarch64"
+    # The tag is the export's digest; another export is another tag, the same Dockerfile
+    assert top.image.startswith("kunlun/resnet50-serving:") and top.image.endswith("-cpu-aarch64")
+    (export / "inference.pdiparams").write_bytes(b"other weights")
+    other = chain.package_layer(matrix, "resnet50", "cpu", matrix.arch_registry["aarch64"], export)
+    assert other.image != top.image and other.dockerfile == top.dockerfile
 
 
 def test_each_kind_names_its_template_lock_and_cell(matrix):

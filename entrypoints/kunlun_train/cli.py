@@ -361,7 +361,7 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
         engine.evaluate_only(args.weights, args.predictions, started)
         return 0
     if args.command == "export":
-        engine.export(engine.model(args.weights, strict=True), Path(args.to))
+        engine.export(engine.model(args.weights, strict=True), Path(args.to), args.weights)
         return 0
     summary = engine.train(started)
     if engine.stop_signal:

@@ -368,7 +368,7 @@ class Engine:
                         " (no --output: nothing saved)"))
             self.stop_signal = signum
         if options.export and world.leader:
-            self.export(model, Path(options.export))
+            self.export(model, Path(options.export), saved)
         summary = {"checkpoint": str(saved) if saved else None, "metric": last_eval, "best": best,
                    "schedule": plan.describe()}
         return log.summary(batch_size=global_batch, threads=options.threads, workers=world.size,
@@ -443,15 +443,20 @@ class Engine:
             print(json.dumps(summary), flush=True)
         return summary
 
-    def export(self, model, directory: Path) -> Path:
+    def export(self, model, directory: Path, weights: str | Path | None = None) -> Path:
         """paddle.jit.save with the task's InputSpec (Paddle 3.x: inference.json + inference.pdiparams)
-        and the pre/post-processing beside it (inference.yml)."""
+        and the pre/post-processing beside it (inference.yml); Global.trained says which checkpoint
+        (its step, workers and best metric) when the weights came from one, for the serving image's labels."""
         directory.mkdir(parents=True, exist_ok=True)
         model.eval()
         paddle.jit.save(self.task.export_layer(model), str(directory / "inference"), input_spec=self.task.input_spec())
         self.task.save_extra(directory)   # what prediction needs beside the model (a vocabulary)
         config = {"Global": {"model": self.model_name, "task": self.options.task,
                              "paddle": paddle.__version__}, **self.task.inference_config()}
+        if weights and (Path(weights) / "state.json").is_file():
+            state = checkpoint.state(Path(weights))
+            config["Global"]["trained"] = {"checkpoint": Path(weights).name, "step": state.get("step"),
+                                           "workers": state.get("workers"), "best": state.get("best")}
         # JSON is YAML: PaddleClas's deploy tools and yaml.safe_load read it as their config.
         (directory / "inference.yml").write_text(json.dumps(config, indent=2) + "\n")
         self.say(f"exported an inference model to {directory} (inference.json, inference.pdiparams, inference.yml)")

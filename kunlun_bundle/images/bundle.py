@@ -23,7 +23,7 @@ from typing import Optional
 from .. import ui
 from ..errors import InputError
 from ..host import archive, cache
-from ..matrix import Matrix, patch_path
+from ..matrix import Matrix
 from . import debian, fetch, lock
 from .chain import Layer, unique_layers
 
@@ -62,7 +62,7 @@ def inputs(m: Matrix, layers: list[Layer], root: Path, fetch_missing: bool = Tru
             paths = fetch.fetch(wheels) if fetch_missing else [fetch.cached(w) for w in wheels]
             members.update({f"cache/wheels/{p.name}": p for p in paths})
         for p in layer.kind.patches(m, layer):
-            members[patch_path(layer.name, p).as_posix()] = root / patch_path(layer.name, p)
+            members[p.as_posix()] = root / p
         for download in layer.kind.downloads(m, layer):
             path = fetch.cached(download, cache.downloads())
             if path.exists():

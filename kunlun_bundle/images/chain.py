@@ -3,6 +3,7 @@ its kind (kinds.py: what it is and how it is rendered, locked and built), the ma
 its image name and its parent. Render, lock, fetch and build all walk these, so a layer is described once."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,7 @@ class Layer:
     base: str                    # the matrix base (OS) every layer of this chain sits on
     image: str                   # the tag this layer is built as
     parent: Optional["Layer"] = field(default=None, compare=False, repr=False)
+    export: Optional[Path] = None   # a package layer's exported model directory (`invoke package`)
 
     @property
     def cell(self) -> str:
@@ -70,6 +72,41 @@ def model_layer(m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
     return layer_of(kinds.MODEL, m, model, flavour, arch)
 
 
+def serving_layer(m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
+    """The serving layer (kinds.Serving) of the model's suite, with its parents."""
+    return layer_of(kinds.SERVING, m, model, flavour, arch)
+
+
+def package_layer(m: Matrix, model: str, flavour: str, arch: Arch, export: Optional[Path] = None) -> Layer:
+    """A serving image of `model`'s export (kinds.Package) on the serving layer, tagged by the export's
+    digest; without an export, the layer its committed Dockerfile is rendered for."""
+    from .packaging import Export   # here: packaging reads exports, chain only names them
+    digest = Export.read(export, model).digest if export is not None else "0" * 12
+    layer = layer_of(kinds.PACKAGE, m, model, flavour, arch)
+    return dataclasses.replace(layer, image=naming.packaged_image(m, model, digest, flavour, arch), export=export,
+                               parent=layer.parent)
+
+
+def same_in(m: Matrix, top: Layer) -> Layer:
+    """A model or package layer and its chain as matrix `m` names them (`invoke repro`'s namespaces)."""
+    if top.kind is kinds.PACKAGE:
+        return package_layer(m, top.name, top.flavour, top.arch, top.export)
+    return model_layer(m, top.name, top.flavour, top.arch)
+
+
+def all_serving(m: Matrix) -> list[Layer]:
+    """A package layer (for its Dockerfile), with its serving layer, of every servable suite's ready
+    flavours x archs."""
+    firsts = {}
+    for model in m.ready_models():
+        if m.servable(model):
+            firsts.setdefault(m.models[model].suite, model)
+    return [package_layer(m, model, flavour, m.arch_registry[arch])
+            for model in firsts.values() for flavour in m.ready_flavours()
+            for arch in sorted({a for other in m.ready_models() if m.models[other].suite == m.models[model].suite
+                                for a in m.model_archs(other, flavour)}, key=list(m.archs).index)]
+
+
 def select(m: Matrix, models: list[str] | None, flavours: list[str] | None,
            archs: list[Arch]) -> list[Layer]:
     """Model layers for the cells asked for; unknown or not-ready names are usage errors.
@@ -109,3 +146,9 @@ def unique_layers(model_layers: list[Layer]) -> list[Layer]:
         for layer in top.ancestry():
             seen.setdefault(layer.image, layer)
     return list(seen.values())
+
+
+def every_layer(m: Matrix) -> list[Layer]:
+    """Every layer with a committed Dockerfile (and lock): the training chains, then the serving
+    layers, whose locks are derived from the suites' locks."""
+    return unique_layers(all_ready(m) + all_serving(m))

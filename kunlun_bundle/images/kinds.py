@@ -4,6 +4,10 @@
   paddle  the framework: Paddle's venv (+ XPU runtime)  parent: base     lock: <arch>/<flavour>/paddle.txt
   suite   a suite and what it imports                  parent: paddle   lock: <arch>/<flavour>/<suite>.txt
   model   the entrypoint and the model's recipe        parent: suite    lock: none
+  serving a suite without its training dependencies,  parent: paddle   lock: <arch>/<flavour>/<suite>-serving.txt
+          and what its predict route imports
+  package one exported model behind the server         parent: serving  lock: none
+          (`invoke package`; its tag is the model files' digest)
 
 A kind knows which matrix entry its layer is for, its image name, template, lock file, Debian lock
 and patches, what its template needs, what goes into its build context, its labels and the kind it
@@ -52,6 +56,10 @@ class Kind(str):
     def template(self) -> str:
         return f"{self.name}.Dockerfile.j2"
 
+    def version(self, m: Matrix, layer: "Layer") -> str:
+        """The OCI version label: the image's tag."""
+        return naming.declared(m, layer.image).split(":")[1]
+
     # --- where the layer sits ---------------------------------------------------------------------
     def entry(self, m: Matrix, model: str, flavour: str) -> str:
         """The matrix entry a layer of this kind in the chain of (model, flavour) is for."""
@@ -76,8 +84,8 @@ class Kind(str):
         """The Debian lock (exact .debs) this layer is bootstrapped from, if any."""
         return None
 
-    def patches(self, m: Matrix, layer: "Layer") -> list[str]:
-        """The patch files (names under patches/<name>/) applied to what this layer installs."""
+    def patches(self, m: Matrix, layer: "Layer") -> list[Path]:
+        """The patch files (patches/<suite>/<file>, relative to the checkout) applied to what this layer installs."""
         return []
 
     def variables(self, m: Matrix, layer: "Layer") -> dict:
@@ -123,7 +131,7 @@ class Locked(Kind):
     """A layer that pip-installs a lock file's wheels (hash-checked, from the cache)."""
 
     def lock(self, layer: "Layer") -> Path:
-        return Path("locks") / layer.arch.name / layer.flavour / f"{self.lock_stem(layer)}.txt"
+        return lock_path(layer.arch.name, layer.flavour, self.lock_stem(layer))
 
     def lock_stem(self, layer: "Layer") -> str:
         return layer.name
@@ -140,8 +148,7 @@ class Locked(Kind):
 
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         return {"lock": fetch.sha256_of(root / layer.lock),
-                "patches": {p: fetch.sha256_of(root / patch_path(layer.name, p))
-                            for p in self.patches(m, layer)}}
+                "patches": {p.name: fetch.sha256_of(root / p) for p in self.patches(m, layer)}}
 
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         ctx.add_file("lock.txt", root / layer.lock)
@@ -150,6 +157,10 @@ class Locked(Kind):
             if not path.exists():
                 raise InputError(f"{wheel.filename} is not in the cache ({path.parent})", hint="run `invoke fetch`")
             ctx.add_file(f"wheels/{wheel.filename}", path, sha256=wheel.sha256)
+
+
+def lock_path(arch: str, flavour: str, stem: str) -> Path:
+    return Path("locks") / arch / flavour / f"{stem}.txt"
 
 
 class Base(Kind):
@@ -286,8 +297,8 @@ class Suite(Locked):
     def variables(self, m: Matrix, layer: "Layer") -> dict:
         return {"suite": m.suites[layer.name], "suite_dir": layout.suite_dir(layer.name)}
 
-    def patches(self, m: Matrix, layer: "Layer") -> list[str]:
-        return list(m.suites[layer.name].patches)
+    def patches(self, m: Matrix, layer: "Layer") -> list[Path]:
+        return [patch_path(layer.name, p) for p in m.suites[layer.name].patches]
 
     def title(self, m: Matrix, layer: "Layer") -> str:
         return (f"{layer.name} {m.suites[layer.name].version} on Paddle "
@@ -298,13 +309,10 @@ class Suite(Locked):
 
     def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         suite = m.suites[layer.name]
-        parent = lock.LockFile.read(root / layer.parent.lock)
-        # The framework's pins fix what the suite's requirements resolve against; its no_deps packages
-        # are left out (resolved with dependencies they would drag in what the framework never installs).
-        alone = {canonicalize_name(p.split("==")[0]) for p in m.flavours[layer.flavour].no_deps}
+        # The framework's pins fix what the suite's requirements resolve against.
         values = {"cell": layer.cell, "target": lock.Target.of(m, layer).__dict__,
                   "requirements": list(suite.requirements), "suite": suite.requirement(layer.name),
-                  "framework": sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)}
+                  "framework": framework_pins(m, layer, root)}
         if suite.no_deps:   # only then: the other suites' inputs (and lock hashes) stay as they were
             values.update(no_deps=list(suite.no_deps), build_tools=list(lock.BUILD_TOOLS))
         return values
@@ -328,7 +336,7 @@ class Suite(Locked):
     def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
         super().add_context(ctx, m, layer, root, native)
         for patch in self.patches(m, layer):
-            ctx.add_file(f"patches/{patch}", root / patch_path(layer.name, patch))
+            ctx.add_file(f"patches/{patch.name}", root / patch)
 
 
 def recipe_json(m: Matrix, model: str) -> bytes:
@@ -382,10 +390,130 @@ class Model(Kind):
         ctx.add_bytes("recipe.json", recipe_json(m, layer.name))
 
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
-        ctx = BuildContext(0)
-        self.add_context(ctx, m, layer, root, layer.arch)
-        return {"files": {name: hashlib.sha256(data.data if data.data is not None else data.path.read_bytes()).hexdigest()
-                          for name, (data, _) in sorted(ctx.sources().items())}}
+        return context_files(self, m, layer, root)
+
+
+def context_files(kind: Kind, m: Matrix, layer: "Layer", root: Path) -> dict:
+    """What a layer built from files of this checkout (or an export) is decided by: each file's sha256."""
+    ctx = BuildContext(0)
+    kind.add_context(ctx, m, layer, root, layer.arch)
+    return {"files": {name: hashlib.sha256(data.data if data.data is not None else data.path.read_bytes()).hexdigest()
+                      for name, (data, _) in sorted(ctx.sources().items())}}
+
+
+def framework_pins(m: Matrix, layer: "Layer", root: Path) -> list[str]:
+    """The framework lock's pins a layer on it resolves against, less its no_deps packages (resolved
+    with their dependencies they would drag in what the framework never installs)."""
+    parent = lock.LockFile.read(root / FRAMEWORK.lock(layer))
+    alone = {canonicalize_name(p.split("==")[0]) for p in m.flavours[layer.flavour].no_deps}
+    return sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)
+
+
+class Serving(Locked):
+    """A suite as its serving images need it: the suite without its dependencies, with its patches, and
+    only what its predict route imports (the suite's `serving` list in matrix.yaml, each at the version
+    the suite's own lock pins, so a served answer comes from the training image's code)."""
+    name = "serving"
+
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        return m.models[model].suite
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        return naming.serving_image(m, name, flavour, arch)
+
+    def cell(self, layer: "Layer") -> str:
+        return f"{layer.name}-serving/{layer.flavour}-{layer.arch.name}"
+
+    def lock_stem(self, layer: "Layer") -> str:
+        return f"{layer.name}-serving"
+
+    def patches(self, m: Matrix, layer: "Layer") -> list[Path]:
+        return [patch_path(layer.name, p) for p in m.suites[layer.name].patches]
+
+    def variables(self, m: Matrix, layer: "Layer") -> dict:
+        return {"suite": m.suites[layer.name], "suite_dir": layout.suite_dir(layer.name)}
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        return (f"{layer.name} {m.suites[layer.name].version} for serving, on Paddle "
+                f"{m.paddle_version(layer.flavour, layer.arch.name)} {layer.flavour} ({layer.arch.name})")
+
+    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
+        return {labels.SUITE: layer.name, labels.SUITE_VERSION: m.suites[layer.name].version}
+
+    def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        suite = m.suites[layer.name]
+        trained = {w.name: w.version for w in lock.LockFile.read(root / lock_path(layer.arch.name, layer.flavour, layer.name)).wheels}
+        missing = [name for name in suite.serving or [] if canonicalize_name(name) not in trained]
+        if missing:
+            raise InputError(f"suites.{layer.name}.serving: {', '.join(missing)} not in the suite's lock",
+                             hint="a serving requirement is something the suite imports: add it to its requirements")
+        return {"cell": layer.cell, "target": lock.Target.of(m, layer).__dict__,
+                "requirements": [f"{name}=={trained[canonicalize_name(name)]}" for name in suite.serving or []],
+                "suite": suite.requirement(layer.name), "framework": framework_pins(m, layer, root)}
+
+    def resolve(self, values: dict, target: lock.Target) -> list[lock.Wheel]:
+        framework = {canonicalize_name(p.split("==")[0]) for p in values["framework"]}
+        deps = lock.pip_resolve(values["requirements"] + values["framework"], target) if values["requirements"] else []
+        return [w for w in deps if w.name not in framework] + lock.pip_resolve([values["suite"]], target, no_deps=True)
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        super().add_context(ctx, m, layer, root, native)
+        for patch in self.patches(m, layer):
+            ctx.add_file(f"patches/{patch.name}", root / patch)
+
+
+class Package(Kind):
+    """One exported model behind the server: the entrypoint and the export's files at
+    layout.PACKAGED_MODEL, `serve` as the command. Its committed Dockerfile is one per suite x arch x
+    flavour (nothing in it names the model); the model, its files' sha256s and the run it came from are
+    build labels, and its tag is the files' digest (naming.packaged_image)."""
+    name = "package"
+
+    def entry(self, m: Matrix, model: str, flavour: str) -> str:
+        return model
+
+    def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
+        return naming.packaged_image(m, name, "0" * 12, flavour, arch)   # chain.package_layer names the digest
+
+    def cell(self, layer: "Layer") -> str:
+        return f"{layer.parent.name}-package/{layer.flavour}-{layer.arch.name}"   # one per suite: its FROM
+
+    def version(self, m: Matrix, layer: "Layer") -> str:
+        return naming.model_tag(m, layer.flavour, layer.arch.name)
+
+    def variables(self, m: Matrix, layer: "Layer") -> dict:
+        return {"model_dir": layout.PACKAGED_MODEL}
+
+    def title(self, m: Matrix, layer: "Layer") -> str:
+        return f"Serving image of one exported model, {layer.flavour} ({layer.arch.name})"
+
+    def build_labels(self, m: Matrix, layer: "Layer", root: Path) -> dict[str, str]:
+        from . import packaging   # the export's facts
+        export = packaging.Export.read(layer.export, layer.name)
+        spec = m.models[layer.name]
+        serving = layer.parent
+        return {
+            labels.DESCRIPTION:
+                f"Serves {spec.title} ({spec.task}) exported by {layer.name}'s training image, with Paddle "
+                f"Inference {m.paddle_version(layer.flavour, layer.arch.name)} on {device(m, layer.flavour)}, "
+                f"over the Open Inference Protocol on port 8000; `docker run IMAGE --help` lists the options",
+            labels.LICENSES: labels.LICENSE,
+            labels.MODEL: layer.name, labels.SUITE: spec.suite, labels.SUITE_VERSION: m.suites[spec.suite].version,
+            labels.MODEL_FILES: json.dumps(export.files, sort_keys=True, separators=(",", ":")),
+            labels.MODEL_DIGEST: export.digest,
+            **({labels.MODEL_TRAINED: json.dumps(export.trained, sort_keys=True, separators=(",", ":"))}
+               if export.trained else {}),
+            labels.lock_of("paddle"): fetch.sha256_of(root / serving.parent.lock),
+            labels.lock_of(serving.kind.lock_stem(serving)): fetch.sha256_of(root / serving.lock),
+        } | labels.commit(root)
+
+    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
+        ctx.add_tree("entrypoints", root / "entrypoints")
+        if layer.export is not None:
+            ctx.add_tree("model", layer.export)
+
+    def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
+        return context_files(self, m, layer, root)
 
 
 def device(m: Matrix, flavour: str) -> str:
@@ -394,6 +522,6 @@ def device(m: Matrix, flavour: str) -> str:
     return f"Kunlun XPU (XRE {m.runtimes[runtime].version})" if runtime else "CPU"
 
 
-BASE, FRAMEWORK, SUITE, MODEL = Base(), Framework(), Suite(), Model()
-FRAMEWORK.parent, SUITE.parent, MODEL.parent = BASE, FRAMEWORK, SUITE
-KINDS = (BASE, FRAMEWORK, SUITE, MODEL)   # parents first
+BASE, FRAMEWORK, SUITE, MODEL, SERVING, PACKAGE = Base(), Framework(), Suite(), Model(), Serving(), Package()
+FRAMEWORK.parent, SUITE.parent, MODEL.parent, SERVING.parent, PACKAGE.parent = BASE, FRAMEWORK, SUITE, FRAMEWORK, SERVING
+KINDS = (BASE, FRAMEWORK, SUITE, MODEL, SERVING, PACKAGE)   # parents first

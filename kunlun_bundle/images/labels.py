@@ -39,6 +39,9 @@ BASE_RELEASE, BASE_PACKAGES = "io.kunlun.base.release", "io.kunlun.base.packages
 BASE_INPUTS = "io.kunlun.base.inputs.sha256"       # the rootfs inputs' hash: a base is rebuilt only when it changes
 XPU_RUNTIME_VERSION, XPU_CHIPS, XPU_SMI = "io.kunlun.xpu.runtime.version", "io.kunlun.xpu.chips", "io.kunlun.xpu.smi"
 SUITE, SUITE_VERSION, MODEL = "io.kunlun.suite", "io.kunlun.suite.version", "io.kunlun.model"
+MODEL_FILES = "io.kunlun.model.files"               # a serving image's export: {file: sha256}
+MODEL_DIGEST = "io.kunlun.model.digest"             # ... the sha256 of that list (its tag has the first 12)
+MODEL_TRAINED = "io.kunlun.model.trained"           # ... the checkpoint it was exported from, when it says so
 LOCK = "io.kunlun.lock.sha256"                       # the lock file this layer installed
 INPUTS = "io.kunlun.inputs.sha256"                   # everything the chain up to this layer was built from
 
@@ -72,7 +75,7 @@ def instruction(labels: dict[str, str], sort: bool = True) -> str:
 
 def in_dockerfile(m: Matrix, layer: "Layer") -> dict[str, str]:
     """The labels the committed Dockerfile of a layer sets."""
-    labels = {TITLE: layer.kind.title(m, layer), VERSION: naming.declared(m, layer.image).split(":")[1],
+    labels = {TITLE: layer.kind.title(m, layer), VERSION: layer.kind.version(m, layer),
               LAYER: str(layer.kind), ARCH: layer.arch.name}
     if layer.flavour:
         labels.update({FLAVOUR: layer.flavour, PADDLE_VERSION: m.paddle_version(layer.flavour, layer.arch.name)})

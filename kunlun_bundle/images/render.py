@@ -10,7 +10,7 @@ import jinja2
 from .. import layout, naming
 from ..matrix import Matrix
 from . import labels
-from .chain import Layer, all_ready, unique_layers
+from .chain import Layer, every_layer
 
 OUTPUT_DIR = Path("dockerfiles")
 
@@ -50,7 +50,7 @@ def render_all(m: Matrix, root: Path = Path(".")) -> dict[Path, str]:
     """Every Dockerfile of every buildable cell, keyed by path relative to root."""
     env = _environment(root / "templates")
     return {layer.dockerfile: env.get_template(layer.template).render(variables(m, layer))
-            for layer in unique_layers(all_ready(m))}
+            for layer in every_layer(m)}
 
 
 @dataclass(frozen=True)

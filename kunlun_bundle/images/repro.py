@@ -86,7 +86,7 @@ def build_pass(m: Matrix, model_layers: list, root: Path, name: str, keep: Path,
     """One from-scratch build of the chains, in namespace `<namespace>repro-<name>`. Layers below the
     `start` kind are taken as built (`invoke build` made them) and only tagged into the namespace."""
     namespaced = m.model_copy(update={"namespace_override": f"{m.namespace}repro-{name}"})
-    layers = chain.unique_layers([chain.model_layer(namespaced, top.name, top.flavour, top.arch) for top in model_layers])
+    layers = chain.unique_layers([chain.same_in(namespaced, top) for top in model_layers])
     kinds = [str(k) for k in KINDS]
     below = {layer.image for layer in layers if kinds.index(str(layer.kind)) < kinds.index(start)}
     client = docker_api.client()
@@ -226,7 +226,7 @@ def untag(m: Matrix, model_layers: list, names) -> None:
     for name in names:
         namespaced = m.model_copy(update={"namespace_override": f"{m.namespace}repro-{name}"})
         for top in model_layers:
-            for layer in chain.model_layer(namespaced, top.name, top.flavour, top.arch).ancestry():
+            for layer in chain.same_in(namespaced, top).ancestry():
                 repository = layer.image.rsplit(":", 1)[0]
                 # every tag of the pass's repository: the base also gets a dated tag when built
                 tags = [t for image in client.images.list(name=repository) for t in image.tags

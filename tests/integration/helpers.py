@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from kunlun_bundle import host, matrix, naming
 
@@ -115,10 +116,26 @@ def require_emulation(arch_name: str) -> None:
     pytest.skip(message)
 
 
+def package(model: str, export: Path, arch: str | None = None) -> str:
+    """`invoke package MODEL --export DIR`: the serving image's tag (what the task prints to run)."""
+    result = invoke("package", model, "--export", str(export), *(["--arch", arch] if arch else []))
+    assert "0 failed, 0 skipped" in result.stderr, result.stderr
+    [tag] = re.findall(r"docker run --rm -p 8000:8000 (\S+)", result.stderr)
+    return tag
+
+
+def distributions(image_tag: str) -> set[str]:
+    """The Python distributions an image holds (canonical names), as importlib.metadata lists them."""
+    listed = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image_tag, "-c",
+                    "import importlib.metadata as m; print(*{d.metadata['Name'] for d in m.distributions()})").stdout
+    return {canonicalize_name(name) for name in listed.split()}
+
+
 @contextlib.contextmanager
-def serving(image_tag: str, out_dir: Path, *args: str, timeout: float = 180):
+def serving(image_tag: str, out_dir: Path | None, *args: str, timeout: float = 180):
     """`serve` of the export in out_dir/inference by the image (read-only root, non-root, OUT mounted
-    read-only at /output), on a loopback port of this host, once ready: yields (url, port). Stopped
+    read-only at /output; out_dir None: a serving image's own model), on a loopback port of this host,
+    once ready: yields (url, port). Stopped
     with SIGTERM at the end, and it must then have exited 0. One math thread: compare with `predict
     --threads 1`, since another thread count changes the last digits (Mask R-CNN's scores in the 5th
     decimal, measured), not the code path."""
@@ -126,7 +143,8 @@ def serving(image_tag: str, out_dir: Path, *args: str, timeout: float = 180):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     name = f"kunlun-serve-test-{port}"
-    docker("run", "-d", "--name", name, "--read-only", "-p", f"127.0.0.1:{port}:8000", "-v", f"{out_dir}:/output:ro",
+    mounts = ["-v", f"{out_dir}:/output:ro"] if out_dir is not None else []
+    docker("run", "-d", "--name", name, "--read-only", "-p", f"127.0.0.1:{port}:8000", *mounts,
            image_tag, "serve", "--threads", "1", *args)
     url = f"http://127.0.0.1:{port}"
     try:

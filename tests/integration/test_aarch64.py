@@ -9,7 +9,7 @@ import pytest
 
 from kunlun_bundle import matrix, naming
 
-from .helpers import ROOT, docker, invoke, post, require_emulation, serving, training
+from .helpers import ROOT, docker, invoke, package, post, require_emulation, serving, training
 
 
 M = matrix.load(ROOT / "matrix.yaml")
@@ -59,14 +59,19 @@ def test_the_host_default_is_unchanged_by_the_arm_build(build, built):
     assert info["Architecture"] == "amd64"
 
 
-def test_resnet50_serves_a_request_on_aarch64(built, tmp_path):
-    """Train a step, export, `serve` it (the Open Inference Protocol server; no oneDNN in the aarch64
-    wheel) and answer one V2 request, all aarch64 under emulation; stopped with SIGTERM, exit 0."""
+def test_resnet50_trained_on_aarch64_is_packaged_and_served_there(built, tmp_path):
+    """Train a step, export, package the export for aarch64 (`invoke package --arch arm`: the serving
+    layer built under emulation) and serve it (the Open Inference Protocol server; no oneDNN in the
+    aarch64 wheel): one V2 request answered, all aarch64 under emulation; stopped with SIGTERM, exit 0.
+    The training image's `serve` runs the same code (the x86_64 tests serve from both kinds of image)."""
     out = tmp_path / "out"
     invoke("run", "resnet50", "--arch", "arm", "--output", str(out),
            "--", "--steps", "1", "-o", "Global.image_size=64", "--export", "/output/inference")
+    tag = package("resnet50", out / "inference", arch="arm")
+    info = json.loads(docker("image", "inspect", tag).stdout)[0]
+    assert tag.endswith("-cpu-aarch64") and info["Architecture"] == "arm64"
     body = {"inputs": [{"name": "x", "shape": [1, 3, 64, 64], "datatype": "FP32", "data": [0.0] * (3 * 64 * 64)}]}
-    with serving(IMAGE, out, "--max-batch-size", "1", timeout=600) as (url, _):   # qemu: Paddle's import is slow
+    with serving(tag, None, "--max-batch-size", "1", timeout=600) as (url, _):   # qemu: Paddle's import is slow
         status, answer = post(f"{url}/v2/models/resnet50/infer", json.dumps(body).encode(), "application/json")
     assert status == 200, answer
     [output] = answer["outputs"]

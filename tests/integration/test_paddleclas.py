@@ -5,6 +5,7 @@ Inference and predicts what it evaluated."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +15,10 @@ import pytest
 from tests.sample_data.classification import LEARNABLE, flowers, learnable
 from tests.sample_data.digits import digits
 
-from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
+from kunlun_bundle.images.lock import LockFile
+
+from .helpers import (ROOT, distributions, docker, evaluations, image, invoke, learn, package, post, serving,
+                      training)
 
 MODELS = ["resnet50", "vgg16", "vgg19", "mobilenetv3", "hrnet"]
 # VGG's classifier expects 7x7 feature maps, i.e. 224 px inputs; the others take small ones.
@@ -227,15 +231,21 @@ def test_the_served_model_answers_a_standard_v2_client(served):
     assert output.shape == (2, 4) and np.allclose(output.sum(axis=1), 1, atol=1e-5)   # the exported softmax
 
 
+def predicted(learned) -> dict[str, dict]:
+    """What `predict` of the training image saved for each image (run here if no test has yet)."""
+    data, out, _ = learned
+    if not (out / "predict.jsonl").is_file():
+        invoke("run", "mobilenetv3", "--data", str(data), "--output", str(out),
+               "--", "predict", "--input", "/data/jpg", "--save", "/output/predict.jsonl")
+    return {Path(r["input"]).relative_to("/data").as_posix(): r
+            for r in map(json.loads, (out / "predict.jsonl").read_text().splitlines())}
+
+
 def test_the_predict_route_answers_what_predict_prints_for_the_same_image(served, learned):
     """For every validation image: the same classes and scores as `predict` (test above) wrote."""
     data, out, _ = learned
     url, _ = served
-    if not (out / "predict.jsonl").is_file():
-        invoke("run", "mobilenetv3", "--data", str(data), "--output", str(out),
-               "--", "predict", "--input", "/data/jpg", "--save", "/output/predict.jsonl")
-    by_predict = {Path(r["input"]).relative_to("/data").as_posix(): r
-                  for r in map(json.loads, (out / "predict.jsonl").read_text().splitlines())}
+    by_predict = predicted(learned)
     val = [line.split()[0] for line in (data / "val_list.txt").read_text().splitlines()]
     for name in val[:8]:
         status, answer = post(f"{url}/v2/models/mobilenetv3/predict", (data / name).read_bytes(), "image/png")
@@ -258,3 +268,64 @@ def test_bad_input_is_the_clients_error_and_the_next_request_is_served(served, l
     assert status == 400
     image_file = next((data / "jpg").iterdir())
     assert post(f"{url}/v2/models/mobilenetv3/predict", image_file.read_bytes(), "image/png")[0] == 200
+
+
+# --- a serving image of what was trained (`invoke package`) --------------------------------------
+
+@pytest.fixture(scope="module")
+def packaged(learned):
+    """The learned export packaged: the serving image's tag."""
+    _, out, _ = learned
+    return package("mobilenetv3", out / "inference")
+
+
+def test_the_serving_image_answers_what_the_training_images_predict_saved(packaged, learned):
+    """The model baked in (no mount), served by the serving image's own environment: the same classes
+    and scores as the training image's `predict`."""
+    data, _, _ = learned
+    by_predict = predicted(learned)
+    val = [line.split()[0] for line in (data / "val_list.txt").read_text().splitlines()]
+    with serving(packaged, None) as (url, _):
+        for name in val[:6]:
+            status, answer = post(f"{url}/v2/models/mobilenetv3/predict", (data / name).read_bytes(), "image/png")
+            assert status == 200, answer
+            assert (answer["class_ids"], answer["scores"]) == (by_predict[name]["class_ids"], by_predict[name]["scores"])
+
+
+def test_the_serving_images_labels_name_the_export_and_the_checkpoint_it_came_from(packaged, learned):
+    _, out, _ = learned
+    labels = json.loads(docker("image", "inspect", packaged).stdout)[0]["Config"]["Labels"]
+    files = {p.relative_to(out / "inference").as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted((out / "inference").rglob("*")) if p.is_file()}
+    assert json.loads(labels["io.kunlun.model.files"]) == files
+    assert packaged.split(":")[1] == f"{labels['io.kunlun.model.digest'][:12]}-cpu-x86_64"
+    trained = json.loads(labels["io.kunlun.model.trained"])   # the run's last checkpoint, exported at the end
+    assert (trained["checkpoint"], trained["step"], trained["workers"]) == ("ckpt-000080", 80, 1)
+    assert trained["best"]["metric"] == "top1"
+    assert labels["io.kunlun.layer"] == "package" and labels["io.kunlun.model"] == "mobilenetv3"
+    assert labels["org.opencontainers.image.revision"]
+
+
+def test_the_serving_image_holds_no_training_only_package_and_is_smaller(packaged, learned):
+    """Listed in the image: none of the packages PaddleClas's lock adds for training (scikit-learn, SciPy,
+    faiss, requests, ...), and it is smaller than the training image."""
+    locks = ROOT / "locks" / "x86_64" / "cpu"
+    training_only = ({w.name for w in LockFile.read(locks / "paddleclas.txt").wheels}
+                     - {w.name for w in LockFile.read(locks / "paddleclas-serving.txt").wheels})
+    assert {"scikit-learn", "scipy", "faiss-cpu", "requests", "tqdm", "prettytable"} <= training_only
+    held = distributions(packaged)
+    assert {"paddlepaddle", "paddleclas", "opencv-python-headless", "six", "uvicorn", "starlette"} <= held
+    assert held & training_only == set()
+    size = {tag: json.loads(docker("image", "inspect", tag).stdout)[0]["Size"] for tag in (packaged, image("mobilenetv3"))}
+    print(f"\nserving image {size[packaged] / 1e6:.0f} MB, training image {size[image('mobilenetv3')] / 1e6:.0f} MB")
+    assert size[packaged] < size[image("mobilenetv3")]
+
+
+def test_the_same_export_on_the_same_commit_builds_the_same_serving_image(packaged, learned):
+    """`invoke repro --export`: the serving and package layers built again from scratch (own cache, no
+    Docker cache) are the images `invoke package` made, id for id."""
+    _, out, _ = learned
+    result = invoke("repro", "--model", "mobilenetv3", "--export", str(out / "inference"), "--against-built",
+                    "--start", "serving")
+    assert "reproducible: 4 image(s) identical" in result.stderr, result.stderr
+

@@ -16,7 +16,7 @@ import pytest
 from tests.sample_data import coco as coco_sample
 from tests.sample_data import voc as voc_sample
 
-from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
+from .helpers import distributions, docker, evaluations, image, invoke, learn, package, post, serving, training
 
 YOLO = ["yolov3-mobilenetv1", "yolov3-darknet53"]
 MODELS = [*YOLO, "mask-rcnn"]
@@ -275,14 +275,21 @@ def bad_input_then_served(url: str, good: bytes) -> None:
     assert post(url, good, "image/png")[0] == 200
 
 
-def test_the_yolov3_predict_route_answers_what_predict_saves(learned):
+@pytest.fixture(scope="module")
+def predicted_on_one_thread(learned) -> dict[str, dict]:
+    """`predict --threshold 0.01` of the training image on one math thread, as the servers under test run."""
+    data, out, _ = learned
+    invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
+           "--", "predict", "--input", "/data/images", "--threshold", "0.01", "--threads", "1", "--save", "/output/predict-served.jsonl")
+    return saved(out, "predict-served.jsonl")
+
+
+def test_the_yolov3_predict_route_answers_what_predict_saves(learned, predicted_on_one_thread):
     """`serve` of the detector's export: for validation images the boxes (class, name, score, box) of
     `predict --threshold 0.01` when the JSON body asks for that threshold, and at the export's
     draw_threshold (0.5) those of them scoring >= 0.5 when the body is the image's bytes."""
     data, out, _ = learned
-    invoke("run", "yolov3-mobilenetv1", "--data", str(data), "--output", str(out),
-           "--", "predict", "--input", "/data/images", "--threshold", "0.01", "--threads", "1", "--save", "/output/predict-served.jsonl")
-    by_predict = saved(out, "predict-served.jsonl")
+    by_predict = predicted_on_one_thread
     names = [line.split()[0] for line in (data / "valid.txt").read_text().splitlines()][:4]
     with serving(image("yolov3-mobilenetv1"), out) as (url, _):
         route = f"{url}/v2/models/yolov3-mobilenetv1/predict"
@@ -295,6 +302,24 @@ def test_the_yolov3_predict_route_answers_what_predict_saves(learned):
             status, answer = post(route, body, "image/png")
             assert status == 200 and answer["boxes"] == [b for b in by_predict[name]["boxes"] if b["score"] >= 0.5]
         bad_input_then_served(route, (data / names[0]).read_bytes())
+
+
+def test_the_yolov3_serving_image_answers_what_predict_saves_without_detections_training_packages(
+        learned, predicted_on_one_thread):
+    """`invoke package` of the detector's export: served from the serving image (PaddleDetection's
+    operators imported without ppdet's init), the same boxes as the training image's `predict`; and
+    none of what only ppdet's training and metrics import is in it."""
+    data, out, _ = learned
+    tag = package("yolov3-mobilenetv1", out / "inference")
+    assert {"pycocotools", "matplotlib", "pandas", "scikit-learn"} & distributions(tag) == set()
+    names = [line.split()[0] for line in (data / "valid.txt").read_text().splitlines()][:3]
+    with serving(tag, None) as (url, _):
+        for name in names:
+            body = base64.b64encode((data / name).read_bytes()).decode()
+            status, answer = post(f"{url}/v2/models/yolov3-mobilenetv1/predict",
+                                  json.dumps({"image": body, "threshold": 0.01}).encode(), "application/json")
+            assert status == 200, answer
+            assert answer == {"boxes": predicted_on_one_thread[name]["boxes"]}
 
 
 def test_the_mask_rcnn_predict_route_answers_boxes_and_the_instance_mask_png(mask_rcnn):

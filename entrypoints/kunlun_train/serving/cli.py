@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,8 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="serve", description="Serve an exported model (inference.json + "
                                 "inference.pdiparams) with Paddle Inference, on the Kunlun XPUs when visible, "
                                 "else the CPU.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="/output/inference", metavar="DIR",
-                   help="the export to serve (default: %(default)s, what `export` writes)")
+    p.add_argument("--model", default=os.environ.get("KUNLUN_SERVE_MODEL", "/output/inference"), metavar="DIR",
+                   help="the export to serve (default: %(default)s: a serving image's own model, else what "
+                   "`export` writes)")
     p.add_argument("--name", help="the model's name in the URLs (default: Global.model of DIR/inference.yml)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
