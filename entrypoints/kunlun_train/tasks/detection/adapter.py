@@ -111,12 +111,11 @@ class Detection(BaseTask):
         """Parse the mounted dataset: train_samples, class_names, and eval_samples when it has a split."""
         raise NotImplementedError
 
-    def record(self, sample, index: int) -> dict:
-        """A parsed sample as PaddleDetection's record."""
-        raise NotImplementedError
+    record = None                      # staticmethod(sample, index): a parsed sample as PaddleDetection's record
 
-    def where(self, sample, evaluation: bool) -> str:
-        """Where a sample comes from, for errors."""
+    @staticmethod
+    def locate(sample) -> str:
+        """Where in its file (train_where / eval_where) a sample is, for errors."""
         raise NotImplementedError
 
     def eval_sample(self, im_id: int):
@@ -144,6 +143,9 @@ class Detection(BaseTask):
         return self._cfg
 
     # --- data --------------------------------------------------------------------------------
+    def where(self, sample, evaluation: bool) -> str:
+        return f"{self.eval_where if evaluation else self.train_where}{self.locate(sample)}"
+
     def datasets(self):
         self.cfg()
         train_ops = build_ops(self.train_specs, "Train.sample_transforms", self.classes)
@@ -296,11 +298,11 @@ class YOLOv3(Detection):
             val = voc.voc_dataset(data, loader["val_list"], loader["label_list"])
             self.eval_samples, self.eval_where = val.samples, val.list_file
 
-    def record(self, sample, index: int) -> dict:
-        return voc_record(sample, index)
+    record = staticmethod(voc_record)
 
-    def where(self, sample, evaluation: bool) -> str:
-        return f"{self.eval_where if evaluation else self.train_where}:{sample.line}"
+    @staticmethod
+    def locate(sample) -> str:
+        return f":{sample.line}"
 
     def eval_sample(self, im_id: int):
         return self.eval_samples[im_id]   # VOC records are numbered by their place in the list
@@ -343,13 +345,14 @@ class MaskRCNN(Detection):
         self.train_samples, self.class_names, self.train_where = train.samples, train.classes, train.annotations
         if loader.get("val_annotations") and (Path(data) / loader["val_annotations"]).is_file():
             val = coco.coco_dataset(data, loader["val_annotations"], loader.get("val_image_dir") or loader["image_dir"])
-            self.eval_samples, self.eval_annotations = val.samples, val.annotations
+            self.eval_samples, self.eval_where = val.samples, val.annotations
+            self.eval_annotations = val.annotations   # what the COCO metric evaluates against
 
-    def record(self, sample, index: int) -> dict:
-        return coco_record(sample, index)
+    record = staticmethod(coco_record)
 
-    def where(self, sample, evaluation: bool) -> str:
-        return f"{self.eval_annotations if evaluation else self.train_where}: image id {sample.id}"
+    @staticmethod
+    def locate(sample) -> str:
+        return f": image id {sample.id}"
 
     def eval_sample(self, im_id: int):
         return next(s for s in self.eval_samples if s.id == im_id)   # COCO records carry the file's image id
