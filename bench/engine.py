@@ -71,20 +71,21 @@ def pipeline(data: Path, rounds: int, batch: int, size: int, steps: int) -> dict
 
 # The input pipeline alone: the classification task's dataset through the engine's DataLoader.
 PIPELINE_SCRIPT = """
-import json, sys, time, types
+import json, sys, time
 from kunlun_train import parallel, recipe as recipes
 from kunlun_train.engine import Engine
-from kunlun_train.tasks.classification import Task
+from kunlun_train.options import RunOptions
+from kunlun_train.tasks.classification.adapter import Task
 found = recipes.load("/opt/kunlun/recipe.json")
 name, r = found.select(None)
-r["Global"].update(image_size={size}, threads=2)
+r["Global"].update(image_size={size})
 r["Arch"]["class_num"] = 4
 r["DataLoader"]["batch_size"] = {batch}
-r["Bundle"] = found.bundle
 workers = int(sys.argv[1])
-task = Task(r, "/data", parallel.World())
-args = types.SimpleNamespace(workers=workers)
-engine = Engine(task, r, args, parallel.World(), "cpu", lambda text: None)
+options = RunOptions(command="train", model=found.bundle.get("model", "model"), task="classification",
+                     recipe=name, data="/data", workers=workers, threads=2)
+task = Task(r, "/data", parallel.World(), options)
+engine = Engine(task, r, options, parallel.World(), "cpu", lambda text: None)
 train, _ = task.datasets()
 loader = engine.loader(train, train=True)
 count, start = 0, None

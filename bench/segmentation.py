@@ -42,7 +42,8 @@ import json, sys, time
 from pathlib import Path
 import cv2, numpy as np, paddle
 from kunlun_train import parallel, recipe as recipes
-from kunlun_train.tasks.segmentation import Task
+from kunlun_train.options import RunOptions
+from kunlun_train.tasks.segmentation.adapter import Task
 root, rng, lines = Path(sys.argv[2]), np.random.default_rng(0), []
 for i in range(8):
     (root / "img").mkdir(parents=True, exist_ok=True); (root / "ann").mkdir(exist_ok=True)
@@ -50,8 +51,8 @@ for i in range(8):
     cv2.imwrite(str(root / f"ann/{i}.png"), rng.integers(0, 19, (1024, 2048), dtype=np.uint8))
     lines.append(f"img/{i}.png ann/{i}.png")
 (root / "train_list.txt").write_text("\\n".join(lines) + "\\n")
-_, r = recipes.load(sys.argv[1]).select("cityscapes")
-task = Task(r, str(root), parallel.World())
+name, r = recipes.load(sys.argv[1]).select("cityscapes")
+task = Task(r, str(root), parallel.World(), RunOptions(command="train", model="model", task="segmentation", recipe=name))
 train, _ = task.datasets()
 for workers in (0, 1):
     loader = paddle.io.DataLoader(train, batch_size=2, shuffle=True, num_workers=workers, collate_fn=task.collate_fn())

@@ -1,6 +1,6 @@
 """Segmentation list files (optic_disc_seg layout): a good layout parses, every kind of bad layout
 names the file (and line); the mask value check the task runs on each decoded mask; how a recipe's
-transforms become PaddleSeg's; the learnable sample set. (The paddleseg suite's patches:
+transforms become PaddleSeg's (tasks/segmentation/spec.py); the learnable sample set. (The paddleseg suite's patches:
 tests/test_patches.py.)"""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from kunlun_train.datasets import segmentation as seg
 from kunlun_train.errors import TrainError
+from kunlun_train.tasks.segmentation import spec
 
 from tests.sample_data import segmentation as sample
 from tests.sample_data.images import grey_png, read_png
@@ -129,47 +130,47 @@ CITYSCAPES = {"ResizeStepScaling": {"min_scale_factor": 0.5, "max_scale_factor":
 
 
 def test_image_size_is_width_and_height():
-    assert seg.image_size(64) == [64, 64] and seg.image_size([1024, 512]) == [1024, 512]
+    assert spec.image_size(64) == [64, 64] and spec.image_size([1024, 512]) == [1024, 512]
     for bad in (16, [64], [64, "x"], "big"):
         with pytest.raises(TrainError, match=r"Global.image_size=.*: expected a size in pixels \(at least 32\)"):
-            seg.image_size(bad)
+            spec.image_size(bad)
 
 
 def test_transforms_keep_the_recipes_order_and_crops_take_the_image_size():
     """The order is PaddleSeg's list order: the recipe (and --print-recipe) keeps it."""
-    specs = seg.transform_specs(CITYSCAPES, [1024, 512], "Train.transforms")
+    specs = spec.transform_specs(CITYSCAPES, [1024, 512], "Train.transforms")
     assert [name for name, _ in specs] == list(CITYSCAPES)
     assert dict(specs)["RandomPaddingCrop"] == {"crop_size": [1024, 512]}
     assert dict(specs)["ResizeStepScaling"]["max_scale_factor"] == 2.0
 
 
 def test_a_written_size_wins_and_resize_takes_the_image_size_too():
-    specs = dict(seg.transform_specs({"Resize": {}, "RandomPaddingCrop": {"crop_size": [96, 96]}}, [64, 32], "T"))
+    specs = dict(spec.transform_specs({"Resize": {}, "RandomPaddingCrop": {"crop_size": [96, 96]}}, [64, 32], "T"))
     assert specs == {"Resize": {"target_size": [64, 32]}, "RandomPaddingCrop": {"crop_size": [96, 96]}}
 
 
 def test_null_switches_a_transform_off():
-    specs = seg.transform_specs({**CITYSCAPES, "RandomDistort": None}, [64, 64], "Train.transforms")
+    specs = spec.transform_specs({**CITYSCAPES, "RandomDistort": None}, [64, 64], "Train.transforms")
     assert "RandomDistort" not in dict(specs) and len(specs) == 4
 
 
 def test_transforms_that_are_not_by_name_are_refused():
     with pytest.raises(TrainError, match=r"Train.transforms: expected PaddleSeg transforms by name"):
-        seg.transform_specs([{"type": "Normalize"}], [64, 64], "Train.transforms")
+        spec.transform_specs([{"type": "Normalize"}], [64, 64], "Train.transforms")
     with pytest.raises(TrainError, match=r"Eval.transforms.Normalize=3: expected the transform's arguments"):
-        seg.transform_specs({"Normalize": 3}, [64, 64], "Eval.transforms")
+        spec.transform_specs({"Normalize": 3}, [64, 64], "Eval.transforms")
 
 
 def test_the_exported_transforms_are_paddlesegs_deploy_list():
-    specs = seg.transform_specs({"Resize": {}, "Normalize": {}}, [512, 512], "Eval.transforms")
-    assert seg.deploy_transforms(specs) == [{"type": "Resize", "target_size": [512, 512]}, {"type": "Normalize"}]
+    specs = spec.transform_specs({"Resize": {}, "Normalize": {}}, [512, 512], "Eval.transforms")
+    assert spec.deploy_transforms(specs) == [{"type": "Resize", "target_size": [512, 512]}, {"type": "Normalize"}]
 
 
 @pytest.mark.parametrize("info", [[], [("resize", (40, 48))], [("resize", (40, 48)), ("padding", (64, 64))]])
 def test_trans_info_survives_its_encoding(info):
-    rows = seg.encode_trans_info(info, (40, 48))
+    rows = spec.encode_trans_info(info, (40, 48))
     assert rows[0] == [len(info), 40, 48]          # never empty: Paddle cannot move empty arrays
-    assert seg.decode_trans_info(rows) == info
+    assert spec.decode_trans_info(rows) == info
 
 
 # --- The learnable set ---------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def test_without_data_the_smoke_overrides_apply(recipe_file):
     assert args.command == "train" and args.recipe_name == "imagenet"
     assert effective["Global"]["steps"] == 10 and effective["DataLoader"]["batch_size"] == 2
     assert effective["Optimizer"]["lr"]["decay_epochs"] == [30, 60, 90]      # the recipe underneath is real
-    assert effective["Global"]["threads"] == 1 and args.threads_reason == "--threads"
+    assert args.options.threads == 1 and args.threads_reason == "--threads"
+    assert "threads" not in effective["Global"] and "Bundle" not in effective   # runtime facts stay out of the recipe
 
 
 def test_with_data_the_recipe_runs_as_written(recipe_file, tmp_path):

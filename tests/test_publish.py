@@ -52,10 +52,10 @@ def test_every_tag_is_a_valid_docker_tag(matrix):
 
 # --- the plan and the gate -------------------------------------------------------------------------
 
-def cell_of(matrix, run_archs=("x86_64", "aarch64"), model="resnet50"):
+def release_of(matrix, run_archs=("x86_64", "aarch64"), model="resnet50"):
     layers = chain.select(matrix, [model], None, list(matrix.arch_registry))
-    [cell] = plan.cells_for(matrix, "127.0.0.1:5000/test", layers, list(run_archs))
-    return cell
+    [release] = plan.releases_for(matrix, "127.0.0.1:5000/test", layers, list(run_archs))
+    return release
 
 
 def in_registry(a, source="sha256:local", smoke=labels.SMOKE_PASSED, revision=REVISION, digest="sha256:remote"):
@@ -66,92 +66,92 @@ def in_registry(a, source="sha256:local", smoke=labels.SMOKE_PASSED, revision=RE
 
 
 def test_the_plan_has_every_declared_arch_behind_one_repository(matrix):
-    cell = cell_of(matrix, run_archs=["x86_64"])
-    assert cell.repository == "127.0.0.1:5000/test/resnet50" and cell.path == "test/resnet50"
-    assert [(a.arch, a.in_run) for a in cell.archs] == [("x86_64", True), ("aarch64", False)]
-    assert cell.archs[1].remote == "127.0.0.1:5000/test/resnet50:0.1.0-paddle3.2.2-cpu-aarch64"
-    assert cell.archs[1].local == "kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64"
+    release = release_of(matrix, run_archs=["x86_64"])
+    assert release.repository == "127.0.0.1:5000/test/resnet50" and release.path == "test/resnet50"
+    assert [(a.arch, a.in_run) for a in release.archs] == [("x86_64", True), ("aarch64", False)]
+    assert release.archs[1].remote == "127.0.0.1:5000/test/resnet50:0.1.0-paddle3.2.2-cpu-aarch64"
+    assert release.archs[1].local == "kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64"
 
 
 def test_a_missing_arch_holds_the_whole_cell_back_and_says_which(matrix):
-    cell = cell_of(matrix)
-    cell.archs[0].local_id = "sha256:local"                    # x86_64 built, aarch64 not
-    plan.classify([cell], REVISION, manifests=True)
-    assert cell.status == "blocked"
-    assert cell.reason.startswith("aarch64 missing: no local image kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64")
-    assert "invoke build --arch aarch64 --model resnet50" in cell.reason
-    rows = plan.rows([cell], manifests=True)
+    release = release_of(matrix)
+    release.archs[0].local_id = "sha256:local"                    # x86_64 built, aarch64 not
+    plan.classify([release], REVISION, manifests=True)
+    assert release.status == "blocked"
+    assert release.reason.startswith("aarch64 missing: no local image kunlun/resnet50:0.1.0-paddle3.2.2-cpu-aarch64")
+    assert "invoke build --arch aarch64 --model resnet50" in release.reason
+    rows = plan.rows([release], manifests=True)
     assert [r[2] for r in rows[:3]] == ["held back", "missing", "held back"]
 
 
 def test_both_archs_built_pass_the_gate_and_are_new(matrix):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         a.local_id = "sha256:local"
-    plan.classify([cell], REVISION, manifests=True)
-    assert cell.status == "planned" and cell.reason is None
-    assert [a.state for a in cell.archs] == ["new", "new"]
-    assert plan.conflicts([cell], manifests=True) == []
+    plan.classify([release], REVISION, manifests=True)
+    assert release.status == "planned" and release.reason is None
+    assert [a.state for a in release.archs] == ["new", "new"]
+    assert plan.conflicts([release], manifests=True) == []
 
 
 def test_an_arch_from_another_job_counts_only_from_this_commit_with_a_passed_smoke_test(matrix):
-    cell = cell_of(matrix, run_archs=["x86_64"])
-    cell.archs[0].local_id = "sha256:local"
-    plan.classify([cell], REVISION, manifests=True)
-    assert "aarch64 missing: not in this run" in cell.reason
+    release = release_of(matrix, run_archs=["x86_64"])
+    release.archs[0].local_id = "sha256:local"
+    plan.classify([release], REVISION, manifests=True)
+    assert "aarch64 missing: not in this run" in release.reason
     for smoke, revision, expected in [("failed", REVISION, "no passed smoke test"),
                                       (labels.SMOKE_PASSED, "b" * 40, "is from revision bbbbbbbbbbbb")]:
-        in_registry(cell.archs[1], smoke=smoke, revision=revision)
-        assert expected in plan.gate_before_push(cell, REVISION, manifests=True)
-    in_registry(cell.archs[1])
-    assert plan.gate_before_push(cell, REVISION, manifests=True) is None
+        in_registry(release.archs[1], smoke=smoke, revision=revision)
+        assert expected in plan.gate_before_push(release, REVISION, manifests=True)
+    in_registry(release.archs[1])
+    assert plan.gate_before_push(release, REVISION, manifests=True) is None
     # per-arch CI jobs push without manifest lists: the other arch does not matter then
-    cell.archs[1].entry = None
-    assert plan.gate_before_push(cell, REVISION, manifests=False) is None
+    release.archs[1].entry = None
+    assert plan.gate_before_push(release, REVISION, manifests=False) is None
 
 
 def test_an_image_made_from_the_same_local_image_is_present_and_not_pushed_again(matrix):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         a.local_id = "sha256:local"
         in_registry(a)
-    cell.remote_version_digest = registry.digest_of(registry.list_body([a.entry for a in cell.archs]))
-    plan.classify([cell], REVISION, manifests=True)
-    assert [a.state for a in cell.archs] == ["present", "present"]
-    assert plan.conflicts([cell], manifests=True) == []
-    assert plan.rows([cell], manifests=True)[2][2] == "present"
+    release.remote_version_digest = registry.digest_of(registry.list_body([a.entry for a in release.archs]))
+    plan.classify([release], REVISION, manifests=True)
+    assert [a.state for a in release.archs] == ["present", "present"]
+    assert plan.conflicts([release], manifests=True) == []
+    assert plan.rows([release], manifests=True)[2][2] == "present"
 
 
 def test_immutable_tags_naming_other_images_are_conflicts(matrix):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         a.local_id = "sha256:local"
         in_registry(a)
-    cell.archs[1].remote_labels[labels.SOURCE_IMAGE] = "sha256:older"
-    cell.remote_version_digest = "sha256:oldlist"
-    plan.classify([cell], REVISION, manifests=True)
-    assert cell.archs[1].state == "conflict"
-    found = plan.conflicts([cell], manifests=True)
+    release.archs[1].remote_labels[labels.SOURCE_IMAGE] = "sha256:older"
+    release.remote_version_digest = "sha256:oldlist"
+    plan.classify([release], REVISION, manifests=True)
+    assert release.archs[1].state == "conflict"
+    found = plan.conflicts([release], manifests=True)
     assert len(found) == 2
     assert found[0].startswith("127.0.0.1:5000/test/resnet50:0.1.0-paddle3.2.2-cpu-aarch64 is sha256:remoteaarch")
     assert "0.1.0-paddle3.2.2-cpu is sha256:oldlist and would change" in found[1]
 
 
 def test_a_version_list_naming_other_digests_is_a_conflict_even_when_the_images_are_present(matrix):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         a.local_id = "sha256:local"
         in_registry(a)
-    cell.remote_version_digest = "sha256:handmade"
-    plan.classify([cell], REVISION, manifests=True)
-    assert "not the list of the per-arch images" in plan.conflicts([cell], manifests=True)[0]
+    release.remote_version_digest = "sha256:handmade"
+    plan.classify([release], REVISION, manifests=True)
+    assert "not the list of the per-arch images" in plan.conflicts([release], manifests=True)[0]
 
 
 def test_a_manifest_list_is_deterministic_and_sorted_by_platform(matrix):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         in_registry(a)
-    entries = [a.entry for a in cell.archs]
+    entries = [a.entry for a in release.archs]
     body = registry.list_body(entries)
     assert body == registry.list_body(entries[::-1])
     doc = json.loads(body)
@@ -214,10 +214,10 @@ def test_the_source_url_never_carries_credentials(monkeypatch):
 
 
 def test_the_published_labels_keep_what_the_image_was_built_from(matrix):
-    cell = cell_of(matrix)
-    a = cell.archs[0]
+    release = release_of(matrix)
+    a = release.archs[0]
     a.local_id = "sha256:abc"
-    model = chain.model_layer(matrix, cell.model, cell.flavour, matrix.arch_registry[a.arch])
+    model = chain.model_layer(matrix, release.model, release.flavour, matrix.arch_registry[a.arch])
     found = labels.published(matrix, model, ROOT, {"org.opencontainers.image.revision": "b" * 40}, a.local_id)
     assert found["org.opencontainers.image.revision"] == "b" * 40
     assert found[labels.SOURCE_IMAGE] == "sha256:abc" and found[labels.SMOKE] == labels.SMOKE_PASSED
@@ -325,33 +325,33 @@ def test_the_workflow_builds_per_arch_then_publishes_the_manifests():
 
 
 def test_a_failed_smoke_test_pushes_nothing_of_the_cell(matrix, monkeypatch, tmp_path):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         a.local_id = "sha256:local-" + a.arch
-    plan.classify([cell], REVISION, manifests=True)
+    plan.classify([release], REVISION, manifests=True)
     smoked, pushed = [], []
     monkeypatch.setattr(publishing.smoke, "smoke_test", lambda client, a, args: smoked.append(a.arch) or
                         ("exit 1: loss is nan" if a.arch == "aarch64" else None))
     monkeypatch.setattr(publishing, "prepare_and_push", lambda *args: pushed.append(args))
-    publishing.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=True)
+    publishing.publish_release(None, matrix, ROOT, release, None, tmp_path, manifests=True)
     assert smoked == ["x86_64", "aarch64"] and pushed == []
-    assert cell.status == "blocked" and cell.reason == "aarch64 failed its smoke test: exit 1: loss is nan"
+    assert release.status == "blocked" and release.reason == "aarch64 failed its smoke test: exit 1: loss is nan"
     # the passed one is remembered for a rerun of this run (same report directory); the failed one is not
     record = publishing.smoke.SmokeRecord(tmp_path)
-    assert record.has(cell.archs[0], []) and not record.has(cell.archs[1], [])
+    assert record.has(release.archs[0], []) and not record.has(release.archs[1], [])
 
 
 def test_a_rerun_with_the_same_report_does_not_smoke_test_again(matrix, monkeypatch, tmp_path):
-    cell = cell_of(matrix)
-    for a in cell.archs:
+    release = release_of(matrix)
+    for a in release.archs:
         a.local_id = "sha256:local-" + a.arch
         publishing.smoke.SmokeRecord(tmp_path).add(a, ["-o", "x=1"], 12.0)
-    plan.classify([cell], REVISION, manifests=False)
+    plan.classify([release], REVISION, manifests=False)
     monkeypatch.setattr(publishing.smoke, "smoke_test", lambda *args: pytest.fail("smoke-tested again"))
     pushed = []
-    monkeypatch.setattr(publishing, "prepare_and_push", lambda client, m, root, cell, a, *rest: pushed.append(a.arch))
-    publishing.publish_cell(None, matrix, ROOT, cell, None, tmp_path, manifests=False, smoke_args=["-o", "x=1"])
-    assert pushed == ["x86_64", "aarch64"] and cell.status == "pushed"
+    monkeypatch.setattr(publishing, "prepare_and_push", lambda client, m, root, release, a, *rest: pushed.append(a.arch))
+    publishing.publish_release(None, matrix, ROOT, release, None, tmp_path, manifests=False, smoke_args=["-o", "x=1"])
+    assert pushed == ["x86_64", "aarch64"] and release.status == "pushed"
 
 
 def test_bearer_token_registries_get_a_token_from_their_realm_with_the_credentials():
@@ -422,9 +422,9 @@ def test_a_refused_push_is_told_by_the_registrys_status_not_by_a_message(monkeyp
 
 
 def test_plan_states_are_one_enum_and_read_as_words(matrix):
-    cell = cell_of(matrix)
-    cell.archs[0].local_id = "sha256:local"
-    plan.classify([cell], REVISION, manifests=True)
-    assert cell.archs[1].state is plan.State.missing and cell.status is plan.Outcome.blocked
-    assert json.dumps([cell.archs[1].state, cell.status]) == '["missing", "blocked"]'   # report.json
+    release = release_of(matrix)
+    release.archs[0].local_id = "sha256:local"
+    plan.classify([release], REVISION, manifests=True)
+    assert release.archs[1].state is plan.State.missing and release.status is plan.Outcome.blocked
+    assert json.dumps([release.archs[1].state, release.status]) == '["missing", "blocked"]'   # report.json
     assert f"{plan.State.held_back}" == "held back"                                    # the plan table

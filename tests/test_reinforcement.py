@@ -1,6 +1,6 @@
-"""DQN's Paddle-free parts, on the host: exploration and the episode clock (kunlun_train/rl.py), the
-observation files `predict` reads (datasets/observations.py), the task's registry entry and engine
-hooks, and the dqn model's recipe as the entrypoint reads it. No Paddle, PARL or numpy here: the
+"""DQN's Paddle-free parts, on the host: exploration and the episode clock
+(kunlun_train/tasks/reinforcement/spec.py), the observation files `predict` reads
+(datasets/observations.py), the task's registry entry and engine hooks, and the dqn model's recipe as the entrypoint reads it. No Paddle, PARL or numpy here: the
 adapter itself runs in the image (tests/integration/test_parl.py)."""
 import json
 import random
@@ -12,7 +12,7 @@ from kunlun_bundle.images import kinds
 from kunlun_train import cli
 from kunlun_train.datasets import observations
 from kunlun_train.errors import TrainError
-from kunlun_train.rl import EpisodeClock, EpsilonGreedy, no_dataset, positive
+from kunlun_train.tasks.reinforcement.spec import EpisodeClock, EpsilonGreedy, no_dataset, positive
 from kunlun_train.tasks import TASKS, Task, spec as task
 
 
@@ -128,7 +128,7 @@ def test_the_engine_hooks_change_nothing_for_a_task_that_does_not_use_them(tmp_p
     class Plain(Task):
         datasets = build_model = loss = metric = input_spec = lambda self, *a: None
 
-    plain = Plain({}, None, None)
+    plain = Plain({}, None, None, None)
     assert not plain.has_clock and plain.eval_due(10) is False and plain.eval_unit is None
     plain.save_state(tmp_path)
     plain.load_state(tmp_path)
@@ -157,7 +157,7 @@ def test_the_dqn_recipe_is_parls_cartpole_example(matrix, tmp_path, monkeypatch)
                                      "e_greed_decrement": 1e-6, "e_greed_min": 0.01, "e_greed_noise": 0.01}
     assert upstream["Optimizer"] == {"name": "Adam", "lr": {"name": "Constant", "learning_rate": 0.0005}}
     assert upstream["Eval"] == {"episodes": 5, "seed": 1000, "every_episodes": 50, "env": "CartPole-v1"}
-    assert recipe["Bundle"]["task"] == "reinforcement-learning"
+    assert args.options.task == "reinforcement-learning" and "Bundle" not in recipe   # a run's facts: RunOptions
 
 
 def test_a_default_run_is_a_ten_step_smoke_and_steps_or_epochs_train_the_recipe(matrix, tmp_path, monkeypatch):

@@ -50,11 +50,18 @@ def state(directory: Path) -> dict:
     return json.loads((directory / "state.json").read_text())
 
 
-def recipe_of(weights: str | Path | None) -> dict | None:
-    """The recipe a checkpoint directory was trained with (its state.json), or None."""
+def recipe_of(weights: str | Path | None) -> tuple[str | None, dict] | None:
+    """(the recipe's name, the recipe) a checkpoint directory was trained with (its state.json), or None.
+    The name is state.json's recipe_name; checkpoints written before it was there kept it in the
+    recipe, under Bundle.recipe (a section dropped here: the recipe is the suite's configuration)."""
     if not weights or not (Path(weights) / "state.json").is_file():
         return None
-    return state(Path(weights)).get("recipe")
+    saved = state(Path(weights))
+    recipe = saved.get("recipe")
+    if recipe is None:
+        return None
+    name = saved.get("recipe_name") or recipe.get("Bundle", {}).get("recipe")
+    return name, {k: v for k, v in recipe.items() if k != "Bundle"}
 
 
 def prune(output: str | Path, keep: int | None) -> list[Path]:

@@ -204,14 +204,13 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     trained = checkpoint.recipe_of(getattr(args, "weights", None))
     if trained is not None and args.recipe is None:
         # eval/export of our own checkpoint: the recipe it was trained with (class count, input size, ...)
-        args.recipe_name, upstream = trained.get("Bundle", {}).get("recipe", args.recipe_name), trained
-        upstream = {k: v for k, v in upstream.items() if k != "Bundle"}
+        name, upstream = trained
+        args.recipe_name = name or args.recipe_name
     smoke = getattr(args, "data", None) is None and args.command in ("train", "eval") and bool(found.smoke)
     effective = recipes.merge(upstream, found.smoke) if smoke else upstream
     effective = recipes.override(effective, args.override)
     if getattr(args, "vocab", None):
         effective.setdefault("Tokenizer", {})["vocab_file"] = args.vocab
-    effective["Bundle"] = {**found.bundle, "recipe": args.recipe_name}
     args.recipe_view = {"recipe": args.recipe_name, "upstream": upstream, "smoke": found.smoke or None,
                         "smoke_applied": smoke, "effective": effective}
     if getattr(args, "steps", None) is not None:
@@ -229,7 +228,6 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     if getattr(args, "resume", False) and not args.output:
         raise TrainError("--resume needs --output (where the checkpoints are)")
     args.choice = choose_device(device_facts(args.require_xpu))
-    effective["Global"]["device"] = args.choice.kind   # tasks pass it to their suite's device flags
     if args.devices is None and args.choice.kind == "xpu" and not parallel.World.from_env().distributed:
         args.devices = str(len(args.choice.ids))     # every visible card, numbered within the visible set
     args.device_ids = parallel.parse_devices(args.devices)
@@ -239,7 +237,6 @@ def prepare(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         threads, why = spec.max_threads, f"{why}; this task runs fastest on {spec.max_threads} (--threads to change)"
     if parallel.World.from_env().distributed:   # a launched worker: launch() divided the threads among the workers
         why = "this worker's share of the container's CPUs"
-    effective["Global"]["threads"] = threads
     args.threads_reason = why
     args.spec = spec
     args.notices = []
@@ -280,7 +277,7 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
     import tempfile
 
     devices = args.device_ids
-    per_worker = max(1, recipe["Global"]["threads"] // len(devices))
+    per_worker = max(1, args.options.threads // len(devices))
     worker_args = parallel.worker_args(split_command(argv), per_worker)
     log_dir = tempfile.mkdtemp(prefix="kunlun-launch-")
     model = args.options.model
@@ -324,7 +321,7 @@ def launch(args: argparse.Namespace, recipe: dict, argv: list[str]) -> int:
 
 def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     """Import Paddle, pick the device, and run the command."""
-    resources.apply_threads(recipe["Global"]["threads"])   # before Paddle is imported
+    resources.apply_threads(args.options.threads)   # before Paddle is imported
     paddle = import_paddle()
     from .tasks import adapter
 
@@ -338,7 +335,7 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
         device = f"xpu:{selected}"
     else:
         paddle.set_device("cpu")
-        device = f"cpu x{recipe['Global']['threads']}"
+        device = f"cpu x{args.options.threads}"
     parallel.init(world)
     device += f", {world.size} workers" if world.distributed else ""
     say = (lambda text: print(f"[{model}] {text}", flush=True)) if world.leader else (lambda text: None)
@@ -353,9 +350,9 @@ def run(args: argparse.Namespace, recipe: dict, started: float) -> int:
     task_class = adapter(args.options.task)
     if args.command == "predict":
         from . import predict
-        return predict.run(task_class(recipe, None, world), args, device, say)
+        return predict.run(task_class(recipe, None, world, args.options), args, device, say)
     from .engine import Engine
-    task = task_class(recipe, getattr(args, "data", None), world)
+    task = task_class(recipe, getattr(args, "data", None), world, args.options)
     engine = Engine(task, recipe, args.options, world, device, say)
     if args.command == "eval":
         engine.evaluate_only(args.weights, args.predictions, started)

@@ -422,7 +422,8 @@ class Engine:
                 paddle.save(optim.state_dict(), str(directory / "model.pdopt"))
                 self.task.save_state(directory)
             self.task.save_extra(directory)
-        state = {"model": self.model_name, "recipe": self.recipe, "workers": self.world.size, "best": best}
+        state = {"model": self.model_name, "recipe_name": self.options.recipe, "recipe": self.recipe,
+                 "workers": self.world.size, "best": best}
         if name:
             return checkpoint.save_as(output, name, write, {**state, "step": step})
         saved = checkpoint.save(output, step, write, state)

@@ -86,7 +86,7 @@ def run(task, args, device: str, say) -> int:
     if not config_file.is_file():
         raise TrainError(f"--model {directory}: no inference.yml (written by `export` beside the model)")
     config = json.loads(config_file.read_text())
-    predictor = Predictor(directory, device, int(task.recipe["Global"]["threads"]))
+    predictor = Predictor(directory, device, task.options.threads)
     files = inputs(args.input, task.input_suffixes)
     names = labels(args.labels)
     results = []
@@ -97,6 +97,25 @@ def run(task, args, device: str, say) -> int:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in results))
         say(f"wrote {len(results)} results to {args.save}")
-    print(json.dumps({"event": "predict summary", "model": task.recipe["Bundle"].get("model"),
+    print(json.dumps({"event": "predict summary", "model": task.options.model,
                       "inputs": len(results), "device": device}), flush=True)
     return 0
+
+
+def masks_directory(args) -> Path:
+    """--masks DIR, else OUTPUT/masks, else masks/ beside --save: predict always says where they went."""
+    if getattr(args, "masks", None):
+        return Path(args.masks)
+    if getattr(args, "output", None):
+        return Path(args.output) / "masks"
+    if getattr(args, "save", None):
+        return Path(args.save).parent / "masks"
+    raise TrainError("predict writes a mask PNG per image: give --masks DIR (or --output DIR)")
+
+
+def mask_name(path: Path, roots: list[Path]) -> Path:
+    """The input's path under the directory it was found in (a file given alone: its name), as .png."""
+    for root in roots:
+        if root in path.parents:
+            return path.relative_to(root).with_suffix(".png")
+    return Path(path.name).with_suffix(".png")

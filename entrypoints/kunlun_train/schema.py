@@ -135,7 +135,9 @@ OPTIMIZER = section(
     epsilon=Key("float", min=0), clip_norm=Key("float", min=0, null=True), no_decay=Key("list", items="str"), lr=LR)
 GLOBAL = dict(steps=Key("int", min=1, null=True), epochs=Key("float", min=0, null=True), iters=Key("int", min=1, null=True),
               seed=Key("int", min=0), eval_interval=Key("float", min=0, null=True),
-              device=Key("str", choices=("cpu", "xpu")), threads=POSITIVE)   # the last two: set by the entrypoint
+              device=Key("str", choices=("cpu", "xpu")), threads=POSITIVE)
+# device and threads: runtime facts (options.RunOptions), no longer written into the recipe; still accepted,
+# as before read by nothing, so the recipes of checkpoints written with them load as they did.
 DATALOADER = dict(batch_size=POSITIVE, eval_batch_size=Key("int", min=1, null=True),
                   workers=Key("int", min=0, also=("auto",)))
 

@@ -28,40 +28,40 @@ from ..images import labels
 from ..images.chain import Layer, model_layer
 from ..matrix import Matrix
 from . import layer, plan, registry as reg, sbom, smoke
-from .plan import ArchImage, Cell, Outcome, State
+from .plan import ArchImage, Outcome, Release, State
 from .push import push_image, put_lists
 
 
-def prepare_and_push(client, m: Matrix, root: Path, cell: Cell, a: ArchImage, registry: reg.Registry,
+def prepare_and_push(client, m: Matrix, root: Path, release: Release, a: ArchImage, registry: reg.Registry,
                      report_dir: Path) -> None:
     """SBOM, publish layer, push, and the registry's view of the result."""
-    model = model_layer(m, cell.model, cell.flavour, m.arch_registry[a.arch])
+    model = model_layer(m, release.model, release.flavour, m.arch_registry[a.arch])
     published = labels.published(m, model, root, client.images.get(a.local_id).labels or {}, a.local_id)
     start = time.monotonic()
     listing, dpkg = sbom.read(client, a.local_id, a.platform, a.local)
     locks = [root / part.lock for part in model.ancestry() if part.lock]
     files = sbom.files(a.remote, a.local_id, published.get(labels.CREATED), listing, dpkg, locks)
     a.seconds["sbom"] = round(time.monotonic() - start, 1)
-    out = report_dir / "sbom" / cell.model / f"{cell.flavour}-{a.arch}"
+    out = report_dir / "sbom" / release.model / f"{release.flavour}-{a.arch}"
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
         a.sbom[name] = {"path": str(out / name), "bytes": len(data)}
     with ui.step(f"push {a.remote}"):
-        layer.build(client, m, cell, a, published, files)
+        layer.build(client, m, release, a, published, files)
         start = time.monotonic()
-        digest = push_image(client, a, registry, cell.path)
+        digest = push_image(client, a, registry, release.path)
         a.seconds["push"] = round(time.monotonic() - start, 1)
-    if not plan.remote_view(a, registry, cell.path, digest):
+    if not plan.remote_view(a, registry, release.path, digest):
         raise PublishError(f"the registry does not have {a.remote}@{digest} right after the push")
     a.pushed, a.state = True, State.present
 
 
-def publish_cell(client, m: Matrix, root: Path, cell: Cell, registry: reg.Registry, report_dir: Path,
-                 manifests: bool, smoke_args: list[str] = ()) -> None:
-    to_push = [a for a in cell.archs if a.in_run and a.state is not State.present]
+def publish_release(client, m: Matrix, root: Path, release: Release, registry: reg.Registry, report_dir: Path,
+                    manifests: bool, smoke_args: list[str] = ()) -> None:
+    to_push = [a for a in release.archs if a.in_run and a.state is not State.present]
     record = smoke.SmokeRecord(report_dir)
-    for a in cell.archs:   # every smoke test first: a cell with a failing arch pushes nothing
+    for a in release.archs:   # every smoke test first: a cell with a failing arch pushes nothing
         if a in to_push and record.has(a, smoke_args):
             a.smoke = f"{labels.SMOKE_PASSED} (earlier in this run: {record.path})"
         elif a in to_push:
@@ -71,32 +71,33 @@ def publish_cell(client, m: Matrix, root: Path, cell: Cell, registry: reg.Regist
                 a.seconds["smoke"] = round(time.monotonic() - start, 1)
             a.smoke = f"failed: {failure}" if failure else labels.SMOKE_PASSED
             if failure:
-                cell.hold_back(f"{a.arch} failed its smoke test: {failure}")
+                release.hold_back(f"{a.arch} failed its smoke test: {failure}")
                 return
             record.add(a, smoke_args, a.seconds["smoke"])
         elif a.state is State.present:
             a.smoke = f"{a.remote_labels.get(labels.SMOKE, 'unknown')} (when pushed; same local image)"
     for a in to_push:
-        prepare_and_push(client, m, root, cell, a, registry, report_dir)
-    for a in cell.archs:
+        prepare_and_push(client, m, root, release, a, registry, report_dir)
+    for a in release.archs:
         if a.entry:
-            cell.tags[a.tag] = a.remote_digest
+            release.tags[a.tag] = a.remote_digest
     if not manifests:
-        cell.status = Outcome.pushed
+        release.status = Outcome.pushed
         return
-    not_ready = [a.arch for a in cell.archs if not a.ready]
+    not_ready = [a.arch for a in release.archs if not a.ready]
     if not_ready:   # cannot happen after the gate, unless the registry changed meanwhile
-        cell.hold_back(f"not ready in the registry: {', '.join(not_ready)}")
+        release.hold_back(f"not ready in the registry: {', '.join(not_ready)}")
         return
-    put_lists(cell, registry)
-    cell.status = Outcome.published
+    put_lists(release, registry)
+    release.status = Outcome.published
 
 
-def write_report(report_dir: Path, registry_arg: str, revision: Optional[str], cells: list[Cell], pushed: bool,
-                 seconds: float) -> Path:
+def write_report(report_dir: Path, registry_arg: str, revision: Optional[str], releases: list[Release],
+                 pushed: bool, seconds: float) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
+    # "cells": the report's key as it was (a release per cell, model x flavour); CI and people read it.
     doc = {"registry": registry_arg, "revision": revision, "push": pushed, "seconds": round(seconds, 1),
-           "cells": [asdict(c) | {"name": c.name} for c in cells]}
+           "cells": [asdict(c) | {"name": c.name} for c in releases]}
     path = report_dir / "report.json"
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
@@ -104,43 +105,43 @@ def write_report(report_dir: Path, registry_arg: str, revision: Optional[str], c
 
 def publish(m: Matrix, layers: list[Layer], root: Path, registry_arg: str, run_archs: list[str], *,
             push: bool = False, force: bool = False, manifests: bool = True,
-            report_dir: Path = Path(".cache/publish-report"), smoke_args: list[str] = ()) -> list[Cell]:
+            report_dir: Path = Path(".cache/publish-report"), smoke_args: list[str] = ()) -> list[Release]:
     """`invoke publish`: print the plan; with push=True, push and put the manifest lists. Raises
     PublishError (after writing the report) when a cell was held back or failed."""
     start = time.monotonic()
     host = reg.split(naming.registry_repository(m, registry_arg, "x"))[0]
     registry = reg.Registry(host, reg.credentials(host))
     registry.check()
-    cells = plan.cells_for(m, registry_arg, layers, run_archs)
-    client = docker_api.client() if any(a.in_run for c in cells for a in c.archs) else None
-    with ui.step(f"look up {sum(len(c.archs) for c in cells)} image(s) locally and in {host}"):
-        plan.look_up(cells, client, registry)
+    releases = plan.releases_for(m, registry_arg, layers, run_archs)
+    client = docker_api.client() if any(a.in_run for c in releases for a in c.archs) else None
+    with ui.step(f"look up {sum(len(c.archs) for c in releases)} image(s) locally and in {host}"):
+        plan.look_up(releases, client, registry)
     revision = labels.revision(root)
-    plan.classify(cells, revision, manifests)
-    ui.table(["tag", "from", "state", "note"], plan.rows(cells, manifests), title="Publish plan")
-    found = plan.conflicts(cells, manifests)
+    plan.classify(releases, revision, manifests)
+    ui.table(["tag", "from", "state", "note"], plan.rows(releases, manifests), title="Publish plan")
+    found = plan.conflicts(releases, manifests)
     if found and not force:
         raise TagConflictError("immutable tags already name other images: " + "; ".join(found),
                                hint="bump the bundle version in matrix.yaml, or overwrite with --force")
     if push:
-        for cell in cells:
-            if cell.status is Outcome.blocked:
+        for release in releases:
+            if release.status is Outcome.blocked:
                 continue
             try:
-                publish_cell(client, m, root, cell, registry, report_dir, manifests, list(smoke_args))
+                publish_release(client, m, root, release, registry, report_dir, manifests, list(smoke_args))
             except RegistryAuthError:
                 raise
             except PublishError as exc:
-                cell.status, cell.reason = Outcome.failed, exc.message
+                release.status, release.reason = Outcome.failed, exc.message
                 ui.error(exc.message, exc.hint)
-    path = write_report(report_dir, registry_arg, revision, cells, push, time.monotonic() - start)
-    rows = [[c.name, c.status, ", ".join(f"{t}" for t in c.tags) or "-", c.reason or ""] for c in cells]
+    path = write_report(report_dir, registry_arg, revision, releases, push, time.monotonic() - start)
+    rows = [[c.name, c.status, ", ".join(f"{t}" for t in c.tags) or "-", c.reason or ""] for c in releases]
     ui.table(["cell", "status", "tags", "why not"], rows, title="Publish summary", console=ui.err)
     ui.info(f"report: {path}")
-    held = [c for c in cells if c.status in (Outcome.blocked, Outcome.failed)]
+    held = [c for c in releases if c.status in (Outcome.blocked, Outcome.failed)]
     if held and not push:
         ui.warn(f"{len(held)} cell(s) would be held back: {', '.join(c.name for c in held)}")
     elif held:
         raise PublishError(f"{len(held)} cell(s) not published: " + "; ".join(f"{c.name}: {c.reason}" for c in held),
                            hint=f"details in {path}")
-    return cells
+    return releases

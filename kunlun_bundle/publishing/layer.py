@@ -9,16 +9,16 @@ from ..host import cache
 from ..images import labels
 from ..images.context import BuildContext
 from ..matrix import Matrix
-from .plan import ArchImage, Cell
+from .plan import ArchImage, Release
 
 
 def dockerfile(image_id: str, published: dict[str, str]) -> str:
     return f"FROM {image_id}\nCOPY sbom/ {layout.SBOM_DIR}/\n{labels.instruction(published)}\n"
 
 
-def build(client, m: Matrix, cell: Cell, a: ArchImage, published: dict[str, str], files: dict[str, bytes]) -> str:
+def build(client, m: Matrix, release: Release, a: ArchImage, published: dict[str, str], files: dict[str, bytes]) -> str:
     """Build the publish layer, tagged as the remote per-arch image; returns its id."""
-    ctx = BuildContext(mtime=m.bases[m.flavours[cell.flavour].base].source_date_epoch)
+    ctx = BuildContext(mtime=m.bases[m.flavours[release.flavour].base].source_date_epoch)
     ctx.add_bytes("Dockerfile", dockerfile(a.local_id, published).encode())
     for name, data in files.items():
         ctx.add_bytes(f"sbom/{name}", data)

@@ -68,7 +68,9 @@ class ArchImage:
 
 
 @dataclass
-class Cell:
+class Release:
+    """What publishing one model x flavour means: its repository, version and moving tags, the per-arch
+    images behind them, and how it went (status, reason, the tags this run put)."""
     model: str
     flavour: str
     repository: str                          # HOST[:PORT]/NAMESPACE/model
@@ -92,20 +94,20 @@ class Cell:
         self.status, self.reason = Outcome.blocked, reason
 
 
-def cells_for(m: Matrix, registry_arg: str, layers: list[Layer], run_archs: list[str]) -> list[Cell]:
-    """One Cell per model x flavour among `layers`, with every arch the matrix declares for it."""
-    cells: dict[tuple[str, str], Cell] = {}
+def releases_for(m: Matrix, registry_arg: str, layers: list[Layer], run_archs: list[str]) -> list[Release]:
+    """One Release per model x flavour among `layers`, with every arch the matrix declares for it."""
+    releases: dict[tuple[str, str], Release] = {}
     for layer in layers:
         key = (layer.name, layer.flavour)
-        if key in cells:
+        if key in releases:
             continue
         repository = naming.registry_repository(m, registry_arg, layer.name)
         archs = [ArchImage(arch, m.arch_registry[arch].platform, naming.model_image(m, layer.name, layer.flavour, arch),
                            naming.remote_image(repository, naming.arch_tag(m, layer.flavour, arch)), arch in run_archs)
                  for arch in m.model_archs(layer.name, layer.flavour)]
-        cells[key] = Cell(layer.name, layer.flavour, repository, naming.version_tag(m, layer.name, layer.flavour),
+        releases[key] = Release(layer.name, layer.flavour, repository, naming.version_tag(m, layer.name, layer.flavour),
                           naming.moving_tags(m, layer.name, layer.flavour), archs)
-    return list(cells.values())
+    return list(releases.values())
 
 
 def entry(manifest: reg.Manifest, config: dict) -> dict:
@@ -127,21 +129,21 @@ def remote_view(a: ArchImage, registry: reg.Registry, path: str, reference: str)
     return True
 
 
-def look_up(cells: list[Cell], client, registry: reg.Registry) -> None:
+def look_up(releases: list[Release], client, registry: reg.Registry) -> None:
     """Fill in what the local Docker and the registry hold for every image and version tag."""
-    for cell in cells:
-        for a in cell.archs:
+    for release in releases:
+        for a in release.archs:
             found = docker_api.image(client, a.local) if client else None
             a.local_id = found.id if found else None
-            remote_view(a, registry, cell.path, a.tag)
-        version = registry.manifest(cell.path, cell.version_tag)
-        cell.remote_version_digest = version.digest if version else None
+            remote_view(a, registry, release.path, a.tag)
+        version = registry.manifest(release.path, release.version_tag)
+        release.remote_version_digest = version.digest if version else None
 
 
-def classify(cells: list[Cell], revision: Optional[str], manifests: bool) -> None:
+def classify(releases: list[Release], revision: Optional[str], manifests: bool) -> None:
     """Each image's state, and the cells the gate holds back before anything is pushed."""
-    for cell in cells:
-        for a in cell.archs:
+    for release in releases:
+        for a in release.archs:
             if not a.in_run:
                 a.state = State.elsewhere
             elif a.local_id is None:
@@ -152,20 +154,20 @@ def classify(cells: list[Cell], revision: Optional[str], manifests: bool) -> Non
                 a.state = State.present
             else:
                 a.state = State.conflict
-        reason = gate_before_push(cell, revision, manifests)
+        reason = gate_before_push(release, revision, manifests)
         if reason:
-            cell.hold_back(reason)
+            release.hold_back(reason)
 
 
-def gate_before_push(cell: Cell, revision: Optional[str], manifests: bool) -> Optional[str]:
+def gate_before_push(release: Release, revision: Optional[str], manifests: bool) -> Optional[str]:
     """Why the cell cannot be published, as far as is known before smoke tests and pushes; None if it can."""
-    missing = [a for a in cell.archs if a.in_run and a.state is State.missing]
+    missing = [a for a in release.archs if a.in_run and a.state is State.missing]
     if missing:
         return "; ".join(f"{a.arch} missing: no local image {a.local} (run `invoke build --arch {a.arch} "
-                         f"--model {cell.model} --flavour {cell.flavour}`)" for a in missing)
+                         f"--model {release.model} --flavour {release.flavour}`)" for a in missing)
     if not manifests:
         return None
-    for a in cell.archs:
+    for a in release.archs:
         if a.in_run:
             continue
         if a.entry is None:
@@ -178,45 +180,45 @@ def gate_before_push(cell: Cell, revision: Optional[str], manifests: bool) -> Op
     return None
 
 
-def conflicts(cells: list[Cell], manifests: bool) -> list[str]:
+def conflicts(releases: list[Release], manifests: bool) -> list[str]:
     """Immutable tags this run would move: per-arch tags naming another image, version tags naming another list."""
     found = []
-    for cell in cells:
-        if cell.status is Outcome.blocked:
+    for release in releases:
+        if release.status is Outcome.blocked:
             continue
-        for a in cell.archs:
+        for a in release.archs:
             if a.state is State.conflict:
                 found.append(f"{a.remote} is {a.remote_digest[:19]}, made from "
                              f"{(a.remote_labels.get(labels.SOURCE_IMAGE) or 'another image')[:19]}, not from {a.local_id[:19]}")
-        changes = any(a.state in (State.new, State.conflict) for a in cell.archs)
-        if manifests and cell.remote_version_digest and changes:
-            found.append(f"{cell.repository}:{cell.version_tag} is {cell.remote_version_digest[:19]} and would "
+        changes = any(a.state in (State.new, State.conflict) for a in release.archs)
+        if manifests and release.remote_version_digest and changes:
+            found.append(f"{release.repository}:{release.version_tag} is {release.remote_version_digest[:19]} and would "
                          "change (its per-arch images would)")
-        elif manifests and cell.remote_version_digest and all(a.entry for a in cell.archs):
-            expected = reg.digest_of(reg.list_body([a.entry for a in cell.archs]))
-            if expected != cell.remote_version_digest:
-                found.append(f"{cell.repository}:{cell.version_tag} is {cell.remote_version_digest[:19]}, "
+        elif manifests and release.remote_version_digest and all(a.entry for a in release.archs):
+            expected = reg.digest_of(reg.list_body([a.entry for a in release.archs]))
+            if expected != release.remote_version_digest:
+                found.append(f"{release.repository}:{release.version_tag} is {release.remote_version_digest[:19]}, "
                              f"not the list of the per-arch images ({expected[:19]})")
     return found
 
 
-def rows(cells: list[Cell], manifests: bool) -> list[list[str]]:
+def rows(releases: list[Release], manifests: bool) -> list[list[str]]:
     """tag | from | state | note: one row per per-arch image, then the cell's manifest lists."""
     found = []
-    for cell in cells:
-        held = cell.status is Outcome.blocked
-        for a in cell.archs:
+    for release in releases:
+        held = release.status is Outcome.blocked
+        for a in release.archs:
             found.append([a.remote, a.local if a.in_run else f"({a.arch}: not in this run)",
                           State.held_back if held and a.state is not State.missing else a.state, ""])
         if manifests:
-            archs = ", ".join(a.arch for a in cell.archs)
-            version_state = State.present if cell.remote_version_digest and all(
-                a.state in (State.present, State.elsewhere) for a in cell.archs) else \
-                (State.conflict if cell.remote_version_digest else State.new)
-            found.append([f"{cell.repository}:{cell.version_tag}", f"list: {archs}",
+            archs = ", ".join(a.arch for a in release.archs)
+            version_state = State.present if release.remote_version_digest and all(
+                a.state in (State.present, State.elsewhere) for a in release.archs) else \
+                (State.conflict if release.remote_version_digest else State.new)
+            found.append([f"{release.repository}:{release.version_tag}", f"list: {archs}",
                           State.held_back if held else version_state, ""])
-            for tag in cell.moving_tags:
-                found.append([f"{cell.repository}:{tag}", f"list: {archs}", State.held_back if held else State.moves, ""])
+            for tag in release.moving_tags:
+                found.append([f"{release.repository}:{tag}", f"list: {archs}", State.held_back if held else State.moves, ""])
         if held:
-            found[-1][3] = cell.reason
+            found[-1][3] = release.reason
     return found

@@ -8,7 +8,7 @@ import docker.errors
 from .. import ui
 from ..errors import PublishError
 from . import registry as reg
-from .plan import ArchImage, Cell
+from .plan import ArchImage, Release
 
 
 def push_image(client, a: ArchImage, registry: reg.Registry, path: str) -> str:
@@ -33,9 +33,9 @@ def push_image(client, a: ArchImage, registry: reg.Registry, path: str) -> str:
     return digest
 
 
-def put_lists(cell: Cell, registry: reg.Registry) -> None:
+def put_lists(release: Release, registry: reg.Registry) -> None:
     """The version tag and the moving tags, each the manifest list of the cell's per-arch images."""
-    entries = [a.entry for a in cell.archs]
-    with ui.step(f"manifest lists {cell.repository}:{','.join([cell.version_tag, *cell.moving_tags])}"):
-        for tag in [cell.version_tag, *cell.moving_tags]:
-            cell.tags[tag] = registry.put_list(cell.path, tag, entries)
+    entries = [a.entry for a in release.archs]
+    with ui.step(f"manifest lists {release.repository}:{','.join([release.version_tag, *release.moving_tags])}"):
+        for tag in [release.version_tag, *release.moving_tags]:
+            release.tags[tag] = registry.put_list(release.path, tag, entries)

@@ -10,7 +10,7 @@ What a body is, by the Inference's `body`:
   "json"             a JSON document (the Inference reads it), or another content type's UTF-8 text
 In JSON, the keys of the Inference's `options` (name -> type, e.g. detection's "threshold") may come too.
 
-The Inference interface (tasks/classification.py has the simplest):
+The Inference interface (tasks/<task>/inference.py; classification's is the simplest):
   preprocess(data, what) -> an array (one row of `input_name`), or a dict: the model's inputs by name
       (`input_names`, each a batch of one) plus, under other keys, what postprocess needs of this
       input (its size, ...); TrainError naming `what` if the data is not a valid input

@@ -1,11 +1,30 @@
-"""Paddle-free parts of the DQN adapter (tasks/reinforcement.py): exploration, the episode clock that
-paces evaluation, the recipe checks. Standard library only, so they are unit-tested on the host
-(tests/test_reinforcement.py); the adapter itself runs in the image."""
+"""Paddle-free parts of DQN (PARL): its Spec, and what the adapter (adapter.py) uses that needs no
+Paddle: exploration, the episode clock that paces evaluation, the recipe checks. Standard library
+only, so they are unit-tested on the host (tests/test_reinforcement.py); the adapter runs in the image."""
 from __future__ import annotations
 
 import random
 
-from .errors import TrainError
+from ...errors import TrainError
+from ..contract import Spec
+
+SPECS = {
+    "reinforcement-learning": Spec(
+        "reinforcement", "Task",
+        "a dataset: not for DQN, which learns from its own episodes in a simulated environment "
+        "(Global.env); --data is an error",
+        max_threads=1, synthetic="episodes of its environment",   # a 128-unit Q network: measured 2-3x faster on one thread than on two
+        examples=(
+            "  docker run --rm kunlun/{model}                       # smoke: 10 learn steps and one evaluation\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 8   # the recipe (8000 learn steps)\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} --output /output --epochs 10 --resume\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} eval --weights /output/best   # greedy episodes\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} export --weights /output/best --to /output/inference\n"
+            "  docker run --rm -v $PWD/out:/output kunlun/{model} predict --model /output/inference --input /output/obs.jsonl\n"
+            "      (observation vectors: a JSON array per line in .jsonl, or comma-separated numbers per line in .csv)\n"
+            "  invoke run {model} --output O -- --epochs 8     (the mount filled in for you; then -- eval, -- export, ...)\n"
+            "`docker run kunlun/{model} COMMAND --help` explains a command.")),
+}
 
 
 class EpsilonGreedy:

@@ -37,10 +37,11 @@ from typing import NamedTuple
 import numpy as np
 import paddle
 
-from ..datasets import text as files
-from ..errors import TrainError
-from . import Metric, synthetic
-from . import Task as BaseTask
+from ...datasets import text as files
+from ...errors import TrainError
+from .. import synthetic
+from ..contract import Metric, Task as BaseTask
+from .inference import Inference
 
 PAD, UNK, CLS, SEP, MASK = range(len(files.SPECIAL))   # the synthetic pretraining ids
 ARCH_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
@@ -159,8 +160,8 @@ class Task(BaseTask):
     unit = "sequences/s"
     input_suffixes = (".txt", ".tsv", ".jsonl", ".json")   # what `predict DIR` reads: sentence files
 
-    def __init__(self, recipe: dict, data: str | None, world):
-        super().__init__(recipe, data, world)
+    def __init__(self, recipe: dict, data: str | None, world, options):
+        super().__init__(recipe, data, world, options)
         g, arch, loader = recipe["Global"], recipe["Arch"], recipe["DataLoader"]
         self.seq_len = int(loader["max_seq_len"])
         pre = recipe.get("Pretrain", {})
@@ -179,7 +180,7 @@ class Task(BaseTask):
         self.vocab_file = self._find(tokenizer["vocab_file"]) if tokenizer.get("vocab_file") else None
         pretraining = g.get("objective") == "pretraining"
         if data and pretraining:
-            raise TrainError(f"--recipe {recipe.get('Bundle', {}).get('recipe')} pretrains (masked-LM + next-sentence) "
+            raise TrainError(f"--recipe {options.recipe} pretrains (masked-LM + next-sentence) "
                              "on synthetic token ids: PaddleNLP's pretraining reads hdf5 shards, which this image does "
                              "not; leave out --data, or fine-tune on it with the default recipe")
         # Fine-tuning with data, or exporting a classifier (--vocab, or a checkpoint with labels: load_extra).
@@ -444,52 +445,3 @@ class WithSoftmax(paddle.nn.Layer):
         out = self.model(input_ids, token_type_ids=token_type_ids)
         return paddle.nn.functional.softmax(out[0] if isinstance(out, (tuple, list)) else out, axis=-1)
 
-
-class Inference:
-    """The exported tokenizer (BertTokenizer / ErnieTokenizer on the export's vocab.txt, truncated to
-    max_seq_len), the model's class probabilities, the top-k classes with their label names.
-    `predict` (each sentence of its files) and the server's predict route (a sentence a request)
-    both run this."""
-
-    input_name = "input_ids"
-    input_names = ("input_ids", "token_type_ids")
-    body = "text"
-
-    def __init__(self, config: dict, vocab: Path, flag: str = "--model", labels: dict | None = None,
-                 topk: int | None = None, model: str | None = None):
-        import paddlenlp.transformers as t
-        pre, post = config["PreProcess"], config["PostProcess"]
-        files.read_vocab(vocab, flag)
-        if pre.get("tokenizer") not in ("BertTokenizer", "ErnieTokenizer"):
-            raise TrainError(f"--model {model}: inference.yml names the tokenizer {pre.get('tokenizer')!r}; "
-                             "expected BertTokenizer or ErnieTokenizer")
-        self.tokenizer = getattr(t, pre["tokenizer"])(vocab_file=str(vocab), do_lower_case=pre.get("do_lower_case", True))
-        self.max_len = int(pre["max_seq_len"])
-        classes = len(post["label_names"])
-        self.names = labels or dict(enumerate(post["label_names"]))
-        self.k = max(1, min(topk or post["Topk"]["topk"], classes))
-
-    def preprocess(self, text: str, what: str) -> dict:
-        if not isinstance(text, str) or not text.strip():
-            raise TrainError(f"{what}: no text (expected a sentence)")
-        if "\n" in text or "\r" in text:   # a body sent from a file ends in its line break
-            text = text.strip("\r\n")
-        if "\n" in text:
-            raise TrainError(f"{what}: one sentence a request (the text has several lines)")
-        enc = self.tokenizer(text, max_length=self.max_len, truncation=True)
-        return {"input_ids": np.array([enc["input_ids"]], dtype="int64"),
-                "token_type_ids": np.array([enc["token_type_ids"]], dtype="int64"), "text": text}
-
-    def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
-        row = next(iter(outputs.values()))[0]
-        text = prepared["text"]
-        order = [int(i) for i in np.argsort(-row, kind="stable")[:self.k]]
-        result = {"text": text, "class_ids": order, "scores": [round(float(row[i]), 6) for i in order],
-                  "label_names": [self.names.get(i, "") for i in order]}
-        shown = " | ".join(f"{c}{f' {n}' if n and n != str(c) else ''} {row[c]:.4f}"
-                           for c, n in zip(order, result["label_names"]))
-        return result, f"{shown} | {text if len(text) <= 60 else text[:57] + '...'}"
-
-    def example(self, rows: int) -> dict[str, np.ndarray]:
-        return {"input_ids": np.zeros((rows, self.max_len), "int64"),
-                "token_type_ids": np.zeros((rows, self.max_len), "int64")}

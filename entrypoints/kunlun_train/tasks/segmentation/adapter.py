@@ -14,17 +14,19 @@ Polynomial schedule (engine). Ours: the list-file dataset (paddleseg.datasets.Da
 without naming the bad line and masks without checking them) and synthetic data."""
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 
 import numpy as np
 import paddle
 
-from ..datasets import segmentation as lists
-from ..errors import TrainError
-from . import Metric, synthetic
-from . import Task as BaseTask
+from ... import predict as predicting
+from ...datasets import segmentation as lists
+from ...errors import TrainError
+from .. import synthetic
+from ..contract import Metric, Task as BaseTask
+from . import spec
+from .inference import Inference
 
 # Paddle's BatchNorm says so on every training forward pass; it is how PaddleSeg trains anyway.
 warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
@@ -128,7 +130,7 @@ class ListDataset(paddle.io.Dataset):
             data = self.compose(data)
         except Exception as exc:   # a transform that cannot take this image must name it
             raise TrainError(f"{sample.where}: {sample.image}: {type(exc).__name__} {exc}".rstrip()) from None
-        info = np.array(lists.encode_trans_info(data["trans_info"], mask.shape[:2]), dtype="int64")
+        info = np.array(spec.encode_trans_info(data["trans_info"], mask.shape[:2]), dtype="int64")
         return data["img"].astype("float32"), data["label"].astype("int64"), np.int64(index), info
 
 
@@ -144,7 +146,7 @@ class SyntheticDataset(synthetic.Seeded):
         width, height = self.size
         image = rng.standard_normal((3, height, width), dtype="float32")
         mask = rng.integers(0, self.classes, (height, width), dtype="int64")
-        return image, mask, np.int64(index), np.array(lists.encode_trans_info([], (height, width)), dtype="int64")
+        return image, mask, np.int64(index), np.array(spec.encode_trans_info([], (height, width)), dtype="int64")
 
 
 def collate(batch: list):
@@ -193,15 +195,15 @@ class Task(BaseTask):
     # metrics these packages' inits import (scikit-learn, requests).
     serve_without_init = ("paddleseg", "paddleseg.cvlibs", "paddleseg.utils", "paddleseg.core")
 
-    def __init__(self, recipe: dict, data: str | None, world):
-        super().__init__(recipe, data, world)
+    def __init__(self, recipe: dict, data: str | None, world, options):
+        super().__init__(recipe, data, world, options)
         g, arch = recipe["Global"], recipe["Arch"]
-        self.size = lists.image_size(g["image_size"])
+        self.size = spec.image_size(g["image_size"])
         self.classes = int(arch["num_classes"])
         if not 1 <= self.classes < IGNORE:
             raise TrainError(f"Arch.num_classes={self.classes}: expected 1..{IGNORE - 1}")
         self.train_specs, self.eval_specs = (
-            lists.transform_specs(recipe.get(part, {}).get("transforms"), self.size, f"{part}.transforms")
+            spec.transform_specs(recipe.get(part, {}).get("transforms"), self.size, f"{part}.transforms")
             for part in ("Train", "Eval"))
         self.train_samples = self.eval_samples = None
         loader = recipe["DataLoader"]
@@ -278,7 +280,7 @@ class Task(BaseTask):
     def evaluate_batch(self, model, batch):
         """paddleseg.core.val's step: logits resized back to the mask's size (bilinear), argmax."""
         from paddleseg.core import infer
-        pred, _ = infer.inference(model, batch[0], trans_info=lists.decode_trans_info(batch[3][0].numpy()))
+        pred, _ = infer.inference(model, batch[0], trans_info=spec.decode_trans_info(batch[3][0].numpy()))
         return pred
 
     def predictions(self, outputs, batch) -> list[dict]:
@@ -302,7 +304,7 @@ class Task(BaseTask):
         """PaddleSeg's deploy.yaml (tools/export.py): the evaluation transforms, the input shape and
         the output op appended to the model."""
         return {"Deploy": {"model": "inference.json", "params": "inference.pdiparams",
-                           "transforms": lists.deploy_transforms(self.eval_specs),
+                           "transforms": spec.deploy_transforms(self.eval_specs),
                            "input_shape": [None, 3, None, None], "output_op": "argmax", "output_dtype": "int32",
                            "num_classes": self.classes}}
 
@@ -311,12 +313,12 @@ class Task(BaseTask):
         ids with PaddleSeg's colour palette."""
         import base64
         inference = Inference(config, labels)
-        where = masks_directory(args)
+        where = predicting.masks_directory(args)
         roots = [Path(p) for p in args.input if Path(p).is_dir()]
         for path in files:
             prepared = inference.preprocess(path.read_bytes(), f"--input {path}")
             result, line = inference.postprocess(predictor.named({"x": prepared["x"]}), prepared)
-            target = where / mask_name(path, roots)
+            target = where / predicting.mask_name(path, roots)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(base64.b64decode(result.pop("mask_png")))
             yield path, {"mask": str(target), **result}, f"mask {target} | {line}"
@@ -326,73 +328,3 @@ class Task(BaseTask):
         """The predict route's pipeline for the export with `config` (its inference.yml)."""
         return Inference(config, labels)
 
-
-class Inference:
-    """PaddleSeg's deploy pipeline (deploy/python/infer.py) around the exported model: the image read
-    as cv2 reads it (BGR), deploy.yaml's transforms, the model's class ids, back to the image's own
-    size (nearest: reverse_transform), the mask as a PNG of class ids with PaddleSeg's colour palette.
-    `predict` and the server's predict route both run this; the route answers the PNG in base64
-    ("mask_png") where predict writes it to a file."""
-
-    input_name = "x"
-    input_names = ("x",)
-
-    def __init__(self, config: dict, labels: dict | None = None):
-        from paddleseg.deploy.infer import DeployConfig
-        deploy = config["Deploy"]
-        self.transforms = copy.deepcopy(deploy["transforms"])
-        self.compose = DeployConfig.load_transforms(copy.deepcopy(deploy["transforms"]))   # a Compose, BGR -> RGB
-        self.classes = int(deploy.get("num_classes") or 0)
-        self.labels = labels
-        resize = next((t for t in self.transforms if t.get("type") == "Resize"), {})
-        self.size = [int(v) for v in resize.get("target_size", [512, 512])]
-
-    def preprocess(self, data: bytes, what: str) -> dict:
-        import cv2
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if image is None:
-            raise TrainError(f"{what}: cannot read it as an image")
-        out = self.compose({"img": image.astype("float32"), "trans_info": []})
-        return {"x": out["img"][np.newaxis].astype("float32"), "trans_info": out["trans_info"],
-                "size": image.shape[:2]}
-
-    def postprocess(self, outputs: dict, prepared: dict) -> tuple[dict, str]:
-        import base64
-        import io
-        from paddleseg.core.infer import reverse_transform
-        from paddleseg.utils.visualize import get_pseudo_color_map
-        ids = next(iter(outputs.values()))
-        pred = reverse_transform(paddle.to_tensor(ids.reshape([1, 1, *ids.shape[-2:]])), prepared["trans_info"],
-                                 mode="nearest")
-        mask = pred.numpy().reshape(tuple(prepared["size"])).astype("uint8")
-        buffer = io.BytesIO()
-        get_pseudo_color_map(mask).save(buffer, format="PNG")
-        pixels = np.bincount(mask.ravel(), minlength=self.classes)
-        labels = self.labels
-        shares = " ".join(f"{i}{f' {labels[i]}' if labels and i in labels else ''} {n / mask.size:.1%}"
-                          for i, n in enumerate(pixels) if n)
-        return ({"shape": list(mask.shape), "pixels": pixels.tolist(),
-                 "mask_png": base64.b64encode(buffer.getvalue()).decode("ascii")},
-                f"{mask.shape[1]}x{mask.shape[0]} | classes {shares}")
-
-    def example(self, rows: int) -> dict[str, np.ndarray]:
-        return {"x": np.zeros((rows, 3, self.size[1], self.size[0]), "float32")}
-
-
-def masks_directory(args) -> Path:
-    """--masks DIR, else OUTPUT/masks, else masks/ beside --save: predict always says where they went."""
-    if getattr(args, "masks", None):
-        return Path(args.masks)
-    if getattr(args, "output", None):
-        return Path(args.output) / "masks"
-    if getattr(args, "save", None):
-        return Path(args.save).parent / "masks"
-    raise TrainError("predict writes a mask PNG per image: give --masks DIR (or --output DIR)")
-
-
-def mask_name(path: Path, roots: list[Path]) -> Path:
-    """The input's path under the directory it was found in (a file given alone: its name), as .png."""
-    for root in roots:
-        if root in path.parents:
-            return path.relative_to(root).with_suffix(".png")
-    return Path(path.name).with_suffix(".png")
