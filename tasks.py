@@ -195,7 +195,7 @@ def build(c, arch=None, model=None, flavour=None, no_cache=False, verbose=False)
 
 def _package_layers(m, model, export, arch, flavour):
     images.packaging.check_servable(m, model)
-    return [chain.package_layer(m, layer.name, layer.flavour, layer.arch, Path(export))
+    return [chain.package_layer(m, layer.name, layer.flavour, layer.arch, Path(export) if export else None, required=True)
             for layer in _model_layers(m, arch, [model], flavour)]
 
 

@@ -1,5 +1,6 @@
 """`invoke list`: the matrix as two tables. Models: suite, state (ready, or planned and why), archs
-(and the ones excluded, with the reason), flavours, recipes and image tags. Flavours: state, device, Paddle
+(and the ones excluded, with the reason), flavours, recipes and image tags, then which models have
+serving images. Flavours: state, device, Paddle
 pins and base."""
 from __future__ import annotations
 
@@ -36,4 +37,7 @@ def flavour_rows(m: Matrix) -> list[list[str]]:
 
 def show(m: Matrix) -> None:
     ui.table(["model", "suite", "state", "archs", "flavours", "recipes (first: default)", "image tags"], model_rows(m))
+    servable = [name for name in m.ready_models() if m.servable(name)]
+    ui.out.print(f"serving images (`invoke package MODEL --export DIR`): {', '.join(servable)}; the others serve "
+                 f"from their training images (`invoke serve`)")
     ui.table(["flavour", "state", "device", "paddle", "base"], flavour_rows(m))

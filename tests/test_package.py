@@ -102,3 +102,12 @@ def test_a_suites_serving_list_is_bare_project_names(write_matrix):
     path = write_matrix(lambda d: d["suites"]["paddlenlp"].update(serving=["regex"]))
     with pytest.raises(MatrixError, match="suites.paddlenlp.serving: a suite that builds sdists"):
         matrix_mod.load(path)
+
+
+def test_package_without_an_export_or_for_an_unservable_model_is_a_usage_error(invoke, tmp_path):
+    result = invoke("package", "resnet50")
+    assert result.returncode == 3 and "--export DIR is required" in result.stderr
+    result = invoke("package", "bert-base", "--export", str(export(tmp_path / "e")))
+    assert result.returncode == 3 and "invoke serve bert-base --export DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+

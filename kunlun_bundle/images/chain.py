@@ -77,11 +77,13 @@ def serving_layer(m: Matrix, model: str, flavour: str, arch: Arch) -> Layer:
     return layer_of(kinds.SERVING, m, model, flavour, arch)
 
 
-def package_layer(m: Matrix, model: str, flavour: str, arch: Arch, export: Optional[Path] = None) -> Layer:
+def package_layer(m: Matrix, model: str, flavour: str, arch: Arch, export: Optional[Path] = None,
+                  required: bool = False) -> Layer:
     """A serving image of `model`'s export (kinds.Package) on the serving layer, tagged by the export's
-    digest; without an export, the layer its committed Dockerfile is rendered for."""
+    digest; without an export (unless `required`: then that is the error) the layer its committed
+    Dockerfile is rendered for."""
     from .packaging import Export   # here: packaging reads exports, chain only names them
-    digest = Export.read(export, model).digest if export is not None else "0" * 12
+    digest = Export.read(export, model).digest if export is not None or required else "0" * 12
     layer = layer_of(kinds.PACKAGE, m, model, flavour, arch)
     return dataclasses.replace(layer, image=naming.packaged_image(m, model, digest, flavour, arch), export=export,
                                parent=layer.parent)

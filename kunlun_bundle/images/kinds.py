@@ -409,14 +409,12 @@ def framework_pins(m: Matrix, layer: "Layer", root: Path) -> list[str]:
     return sorted(p for p in parent.pins() if canonicalize_name(p.split("==")[0]) not in alone)
 
 
-class Serving(Locked):
+class Serving(Suite):
     """A suite as its serving images need it: the suite without its dependencies, with its patches, and
     only what its predict route imports (the suite's `serving` list in matrix.yaml, each at the version
-    the suite's own lock pins, so a served answer comes from the training image's code)."""
+    the suite's own lock pins, so a served answer comes from the training image's code). The suite
+    layer's template variables, patches, labels and context; its own lock, image and title."""
     name = "serving"
-
-    def entry(self, m: Matrix, model: str, flavour: str) -> str:
-        return m.models[model].suite
 
     def image(self, m: Matrix, name: str, flavour: str, arch: str) -> str:
         return naming.serving_image(m, name, flavour, arch)
@@ -427,18 +425,9 @@ class Serving(Locked):
     def lock_stem(self, layer: "Layer") -> str:
         return f"{layer.name}-serving"
 
-    def patches(self, m: Matrix, layer: "Layer") -> list[Path]:
-        return [patch_path(layer.name, p) for p in m.suites[layer.name].patches]
-
-    def variables(self, m: Matrix, layer: "Layer") -> dict:
-        return {"suite": m.suites[layer.name], "suite_dir": layout.suite_dir(layer.name)}
-
     def title(self, m: Matrix, layer: "Layer") -> str:
         return (f"{layer.name} {m.suites[layer.name].version} for serving, on Paddle "
                 f"{m.paddle_version(layer.flavour, layer.arch.name)} {layer.flavour} ({layer.arch.name})")
-
-    def labels(self, m: Matrix, layer: "Layer") -> dict[str, str]:
-        return {labels.SUITE: layer.name, labels.SUITE_VERSION: m.suites[layer.name].version}
 
     def lock_inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         suite = m.suites[layer.name]
@@ -450,16 +439,6 @@ class Serving(Locked):
         return {"cell": layer.cell, "target": lock.Target.of(m, layer).__dict__,
                 "requirements": [f"{name}=={trained[canonicalize_name(name)]}" for name in suite.serving or []],
                 "suite": suite.requirement(layer.name), "framework": framework_pins(m, layer, root)}
-
-    def resolve(self, values: dict, target: lock.Target) -> list[lock.Wheel]:
-        framework = {canonicalize_name(p.split("==")[0]) for p in values["framework"]}
-        deps = lock.pip_resolve(values["requirements"] + values["framework"], target) if values["requirements"] else []
-        return [w for w in deps if w.name not in framework] + lock.pip_resolve([values["suite"]], target, no_deps=True)
-
-    def add_context(self, ctx: BuildContext, m: Matrix, layer: "Layer", root: Path, native: "Arch") -> None:
-        super().add_context(ctx, m, layer, root, native)
-        for patch in self.patches(m, layer):
-            ctx.add_file(f"patches/{patch.name}", root / patch)
 
 
 class Package(Kind):

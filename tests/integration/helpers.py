@@ -144,6 +144,8 @@ def serving(image_tag: str, out_dir: Path | None, *args: str, timeout: float = 1
         port = s.getsockname()[1]
     name = f"kunlun-serve-test-{port}"
     mounts = ["-v", f"{out_dir}:/output:ro"] if out_dir is not None else []
+    if "--max-batch-size" not in args:   # the server warms every batch size up to it before ready: 2 here, not 8
+        args = ("--max-batch-size", "2", *args)
     docker("run", "-d", "--name", name, "--read-only", "-p", f"127.0.0.1:{port}:8000", *mounts,
            image_tag, "serve", "--threads", "1", *args)
     url = f"http://127.0.0.1:{port}"

@@ -91,6 +91,8 @@ def test_the_bundle_carries_every_input_and_the_sources(exported):
         names = tar.getnames()
     assert names[0] == archive.MANIFEST and "source.tar" in names
     assert f"locks/{ARCH}/base-bookworm.txt" in names and f"locks/{ARCH}/cpu/paddleclas.txt" in names
+    # and the serving layer's (`invoke package` on the air-gapped host), whose wheels the suite's include
+    assert f"locks/{ARCH}/cpu/paddleclas-serving.txt" in names
     assert any(n.startswith("cache/debs/tini_") for n in names)
     assert any(n.startswith("cache/wheels/paddlepaddle-") for n in names)
     assert any(n.startswith("host/wheels/invoke-") for n in names)     # ./kunlun's .venv, offline
