@@ -38,3 +38,26 @@ def test_a_submodule_imports_without_its_packages_init_and_a_full_import_is_unto
         "whole: a_training_only_package",
         "lean: 224 suite.__init__ run: False",
         "missing: nonesuch: not an installed package (is this image's suite the export's?)"]
+
+
+def test_a_module_imported_but_never_called_at_serve_time_is_a_stand_in_only_where_it_is_missing(tmp_path):
+    script = textwrap.dedent("""
+        from kunlun_train import imports
+        imports.unused("nonesuch", "nonesuch.ndimage")
+        from nonesuch.ndimage import distance_transform_edt     # as paddleseg's transforms import scipy's
+        from nonesuch import ndimage
+        try:
+            distance_transform_edt([0])
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        import json
+        imports.unused("json")                                  # installed: left as it is
+        print(json.dumps([1]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={"PYTHONPATH": str(ROOT / "entrypoints")})
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith("TrainError nonesuch.ndimage.distance_transform_edt: nonesuch is not in this serving image")
+    assert "serve this export from the training image" in first and second == "[1]"
+

@@ -68,7 +68,7 @@ def test_models_whose_route_imports_the_whole_suite_have_no_serving_image(matrix
 
 def test_a_serving_lock_is_the_suite_and_what_its_route_imports_at_the_suites_own_pins(matrix):
     """The serving layer's packages are the suite lock's versions: a served answer is the training image's code."""
-    training_only = {"scikit-learn", "faiss-cpu", "pycocotools", "matplotlib", "pandas", "requests", "tqdm"}
+    training_only = {"scikit-learn", "scipy", "faiss-cpu", "pycocotools", "matplotlib", "pandas", "requests", "tqdm"}
     for model, suite in (("resnet50", "paddleclas"), ("yolov3-mobilenetv1", "paddledet"), ("unet", "paddleseg")):
         for arch in ("x86_64", "aarch64"):
             layer = chain.serving_layer(matrix, model, "cpu", matrix.arch_registry[arch])

@@ -311,7 +311,7 @@ def test_the_yolov3_serving_image_answers_what_predict_saves_without_detections_
     none of what only ppdet's training and metrics import is in it."""
     data, out, _ = learned
     tag = package("yolov3-mobilenetv1", out / "inference")
-    assert {"pycocotools", "matplotlib", "pandas", "scikit-learn"} & distributions(tag) == set()
+    assert {"pycocotools", "matplotlib", "pandas", "scikit-learn", "scipy"} & distributions(tag) == set()
     names = [line.split()[0] for line in (data / "valid.txt").read_text().splitlines()][:3]
     with serving(tag, None) as (url, _):
         for name in names:

@@ -15,7 +15,7 @@ import pytest
 from tests.sample_data import segmentation as sample
 from tests.sample_data.images import read_png
 
-from .helpers import docker, evaluations, image, invoke, learn, post, serving, training
+from .helpers import distributions, docker, evaluations, image, invoke, learn, package, post, serving, training
 
 MODELS = ["deeplabv3", "unet"]
 SMALL = ["-o", "Global.image_size=32"]
@@ -203,7 +203,7 @@ def test_two_workers_evaluate_to_the_training_metric_and_predict_gives_the_evalu
 
 
 def test_the_predict_route_answers_what_predict_saves_with_the_mask_in_base64(learned):
-    """`serve` of the export: for validation images the route's class counts and size are predict's,
+    """`serve` of the export (the training image, then its serving image): for validation images the route's class counts and size are predict's,
     and its "mask_png" is the very PNG predict wrote; a body that is no image is a 400 naming it, and
     the next request is served."""
     data, out, _ = learned
@@ -225,3 +225,13 @@ def test_the_predict_route_answers_what_predict_saves_with_the_mask_in_base64(le
         status, answer = post(f"{url}/v2/models/unet/predict", b"not an image", "image/png")
         assert status == 400 and "the request body: cannot read it as an image" in answer["error"]
         assert post(f"{url}/v2/models/unet/predict", (data / names[1]).read_bytes(), "image/png")[0] == 200
+    # and the serving image of the same export (`invoke package`: no SciPy, scikit-learn or requests in it)
+    # answers the same masks, byte for byte
+    tag = package("unet", out / "inference")
+    assert {"scipy", "scikit-learn", "requests"} & distributions(tag) == set()
+    with serving(tag, None) as (url, _):
+        for name in names[:2]:
+            status, answer = post(f"{url}/v2/models/unet/predict", (data / name).read_bytes(), "image/png")
+            assert status == 200, answer
+            assert base64.b64decode(answer["mask_png"]) == \
+                (out / Path(by_predict[name]["mask"]).relative_to("/output")).read_bytes()

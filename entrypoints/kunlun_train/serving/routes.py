@@ -125,4 +125,5 @@ def for_export(directory: Path, task_name: str | None):
     if make is None:
         return None
     imports.without_init(*adapter(task).serve_without_init)   # what a serving image lacks is never imported
+    imports.unused(*adapter(task).serve_unused)
     return TaskRoute(make(config, Path(directory)))

@@ -40,6 +40,7 @@ class Task(abc.ABC):
     primary = "loss"                   # the metric that picks the best checkpoint (higher is better)
     max_workers: int | None = None     # DataLoader worker processes at most (0: data made in this process)
     serve_without_init: tuple[str, ...] = ()   # suite packages `serve` imports without their inits (imports.py)
+    serve_unused: tuple[str, ...] = ()         # modules those import but a route never calls (imports.unused)
 
     def __init__(self, recipe: dict, data: str | None, world, options):
         self.recipe, self.data, self.world, self.options = recipe, data, world, options

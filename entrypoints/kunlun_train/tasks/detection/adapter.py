@@ -74,6 +74,7 @@ class Detection(BaseTask):
     # The route needs data/transform's operators, not ppdet's models, trackers and metrics the inits
     # import (pycocotools, matplotlib, pandas, scikit-learn).
     serve_without_init = ("ppdet", "ppdet.data", "ppdet.modeling", "ppdet.data.transform")
+    serve_unused = ("scipy", "scipy.ndimage")   # training targets and edge maps; no deploy transform calls it
     task: str                          # the task name, for errors
     architecture: str                  # what Arch.config must build (cfg.architecture)
     polygons = False                   # synthetic samples carry instance polygons (for the masks)

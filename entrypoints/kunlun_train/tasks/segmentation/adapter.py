@@ -194,6 +194,7 @@ class Task(BaseTask):
     # The route needs deploy.infer, transforms, core.infer and utils.visualize, not the models and
     # metrics these packages' inits import (scikit-learn, requests).
     serve_without_init = ("paddleseg", "paddleseg.cvlibs", "paddleseg.utils", "paddleseg.core")
+    serve_unused = ("scipy", "scipy.ndimage")   # training targets and edge maps; no deploy transform calls it
 
     def __init__(self, recipe: dict, data: str | None, world, options):
         super().__init__(recipe, data, world, options)
