@@ -39,10 +39,19 @@ def test_the_container_is_an_aarch64_userland(built):
     assert result.stdout.strip() == "aarch64"
 
 
-def test_resnet50_trains_one_step_on_aarch64(built):
+@pytest.fixture(scope="module")
+def trained(built, tmp_path_factory):
+    """ResNet50 trained one step on aarch64 and exported: (the run's output, OUT). One run for both tests
+    below: under emulation a run is most of a minute."""
+    out = tmp_path_factory.mktemp("arm") / "out"
+    result = invoke("run", "resnet50", "--arch", "arm", "--output", str(out),
+                    "--", "--steps", "1", "-o", "Global.image_size=64", "--export", "/output/inference")
+    return result.stdout, out
+
+
+def test_resnet50_trains_one_step_on_aarch64(trained):
     """Emulated on an x86_64 host, native on an ARM one; the same image either way."""
-    result = invoke("run", "resnet50", "--arch", "arm", "--", "--steps", "1", "-o", "Global.image_size=64")
-    steps, summary = training(result.stdout)
+    steps, summary = training(trained[0])
     assert [(s, total) for s, total, _ in steps] == [(1, 1)]
     assert summary["loss_finite"] and summary["paddle"] == "3.2.2"
     assert summary["machine"] == "aarch64"   # under qemu on this x86_64 host
@@ -59,14 +68,12 @@ def test_the_host_default_is_unchanged_by_the_arm_build(build, built):
     assert info["Architecture"] == "amd64"
 
 
-def test_resnet50_trained_on_aarch64_is_packaged_and_served_there(built, tmp_path):
-    """Train a step, export, package the export for aarch64 (`invoke package --arch arm`: the serving
-    layer built under emulation) and serve it (the Open Inference Protocol server; no oneDNN in the
-    aarch64 wheel): one V2 request answered, all aarch64 under emulation; stopped with SIGTERM, exit 0.
+def test_resnet50_trained_on_aarch64_is_packaged_and_served_there(trained):
+    """The step's export packaged for aarch64 (`invoke package --arch arm`: the serving layer built
+    under emulation) and served from it (the Open Inference Protocol server; no oneDNN in the aarch64
+    wheel): one V2 request answered, all aarch64 under emulation; stopped with SIGTERM, exit 0.
     The training image's `serve` runs the same code (the x86_64 tests serve from both kinds of image)."""
-    out = tmp_path / "out"
-    invoke("run", "resnet50", "--arch", "arm", "--output", str(out),
-           "--", "--steps", "1", "-o", "Global.image_size=64", "--export", "/output/inference")
+    _, out = trained
     tag = package("resnet50", out / "inference", arch="arm")
     info = json.loads(docker("image", "inspect", tag).stdout)[0]
     assert tag.endswith("-cpu-aarch64") and info["Architecture"] == "arm64"
