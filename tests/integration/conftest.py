@@ -7,7 +7,8 @@
   `invoke build` (cached by Docker, so asking twice in a session costs seconds). No test may use an
   image it did not ask for: on a fresh machine nothing else exists.
 - The guard: with KUNLUN_TEST_FRESH_IMAGES=1 (`./kunlun test --fresh-images`, which `.ci/run` uses),
-  every image tag of the bundle's namespaces is removed before the first test, as on a fresh machine.
+  every image tag of the bundle's namespaces is removed before the first test, as on a fresh machine
+  (and first any container left on them by interrupted work).
   `docker rmi --no-prune` keeps the untagged parents, i.e. Docker's build cache, so the builds the
   tests then ask for are cache hits: the check costs seconds, not a cold build.
 - Emulation: the aarch64 tests need qemu-user binfmt; where it is missing they are skipped with the
@@ -45,6 +46,12 @@ def fresh_images():
         return
     tags = bundle_tags()
     if tags:
+        # Containers left by interrupted work (a session stopped mid-test) hold their images: remove
+        # them first, or the untagging fails on "image is being used by a container".
+        leftovers = docker("ps", "-aq", *[f"--filter=ancestor={t}" for t in tags]).stdout.split()
+        if leftovers:
+            print(f"\nfresh images: removing {len(leftovers)} container(s) left by earlier work")
+            docker("rm", "-f", *leftovers)
         print(f"\nfresh images: untagging {len(tags)} image(s) left by earlier work (build cache kept)")
         docker("image", "rm", "--no-prune", *tags)
     assert bundle_tags() == []
