@@ -228,8 +228,10 @@ def test_a_runtime_archive_with_the_wrong_sha256_fails_naming_the_file(server, t
     assert not (cache_dir / "downloads" / "xre-standin_x86_64.tar.gz").exists()
 
 
-def test_an_air_gapped_host_builds_from_a_local_directory(server, tmp_path, cache_dir):
-    """The URL is dead (port 9); the files come from a directory listed in the user config."""
+def test_an_air_gapped_host_takes_the_inputs_from_a_local_directory(server, tmp_path, cache_dir):
+    """The URL is dead (port 9); the files come from a directory listed in the user config, verified
+    into the cache: the step of a build that would otherwise download. (What a build does with the
+    cached inputs is the test above's: the same layer, built from the same files.)"""
     served, _ = server
     m, repo = xpu_repo(tmp_path, served, "http://127.0.0.1:9")
     disk = tmp_path / "usb"
@@ -237,5 +239,8 @@ def test_an_air_gapped_host_builds_from_a_local_directory(server, tmp_path, cach
     (tmp_path / "config/kunlun-bundle").mkdir(parents=True)
     (tmp_path / "config/kunlun-bundle/config.yaml").write_text(f"sources: [{disk}]\n")
     layer = paddle_layer(m)
-    results = build.build_layers(m, layer.ancestry(), repo)
-    assert results[layer.image].status == "built", results[layer.image].error
+    build.fetch_inputs(m, layer.ancestry(), repo)
+    for name, where in (("xre-standin_x86_64.tar.gz", "downloads"), ("paddlepaddle_xpu-3.2.2-py3-none-any.whl", "wheels")):
+        cached = cache_dir / where / name
+        assert cached.is_file() and not cached.is_symlink(), name
+        assert cached.read_bytes() == (disk / name).read_bytes(), name
