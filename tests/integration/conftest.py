@@ -92,7 +92,7 @@ class Background:
                 cwd=ROOT, capture_output=True, text=True)
 
     def wait(self, arch: str) -> None:
-        if arch not in self.archs:
+        if arch not in self.archs or self.thread.ident is None:   # not started: the caller builds it itself
             return
         self.thread.join()
         result = self.results[arch]
