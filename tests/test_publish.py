@@ -501,6 +501,8 @@ def test_serving_conflicts_and_presence_are_decided_as_for_model_images(matrix, 
     assert [a.state for a in release.archs] == ["present", "conflict"]
     [found] = plan.conflicts([release], manifests=True)
     assert found.startswith(f"{release.archs[1].remote} is sha256:remoteaarch")
+    # the tags name the export, not the bundle's version: bumping it would not help
+    assert "another commit" in release.kind.conflict_hint and "bump" not in release.kind.conflict_hint
 
 
 def test_a_serving_image_is_published_with_its_export_labels_and_the_serving_smoke_label(matrix, tmp_path):

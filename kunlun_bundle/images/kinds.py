@@ -11,7 +11,9 @@
 
 A kind knows which matrix entry its layer is for, its image name, template, lock file, Debian lock
 and patches, what its template needs, what goes into its build context, its labels and the kind it
-sits on. chain.py, render.py, lock.py, build.py, bundle.py and tasks.py only call these and never
+sits on; the kinds `invoke publish` pushes (model, package) also their smoke test, their names in a
+registry, what to do about a tag conflict and the command that builds a missing image.
+chain.py, render.py, lock.py, build.py, bundle.py, publishing/ and tasks.py only call these and never
 compare kind names, so a new kind (say an inference-only layer on a suite) is one class here, one
 template, and its place in the chain.
 
@@ -148,6 +150,9 @@ class Kind(str):
     def build_command(self, layer: "Layer") -> str:
         """What builds this layer's image, for the message of a publish that misses it."""
         raise NotImplementedError
+
+    # what to do when an immutable tag of this kind already names another image
+    conflict_hint = "overwrite with --force"
 
 
 class Locked(Kind):
@@ -378,6 +383,7 @@ def recipe_json(m: Matrix, model: str) -> bytes:
 class Model(Kind):
     name = "model"
     smoke = Smoke(("--steps", "1"), "train 1 step", "loss_finite", labels.SMOKE_PASSED)
+    conflict_hint = "bump the bundle version in matrix.yaml, or overwrite with --force"
 
     def entry(self, m: Matrix, model: str, flavour: str) -> str:
         return model
@@ -481,6 +487,8 @@ class Package(Kind):
     name = "package"
     smoke = Smoke(("serve", "--self-test", "--self-test-timeout", "900"), "1 inference through the server",
                   "passed", labels.SMOKE_SERVED, timeout=960)
+    # Its tags name the export, not the bundle's version: the same export packaged on another commit meets them.
+    conflict_hint = "the same export was published from another commit or build; overwrite with --force"
 
     def entry(self, m: Matrix, model: str, flavour: str) -> str:
         return model

@@ -26,7 +26,7 @@ from typing import Optional
 from .. import naming, ui
 from ..containers import docker_api
 from ..errors import PublishError, RegistryAuthError, TagConflictError
-from ..images import kinds, labels
+from ..images import labels
 from ..images.chain import Layer
 from ..matrix import Matrix
 from . import layer, plan, registry as reg, sbom, smoke
@@ -129,12 +129,8 @@ def publish(m: Matrix, layers: list[Layer], root: Path, registry_arg: str, run_a
     ui.table(["tag", "from", "state", "note"], plan.rows(releases, manifests), title="Publish plan")
     found = plan.conflicts(releases, manifests)
     if found and not force:
-        # A model image's tags carry the bundle's version; a serving image's carry only its export's digest,
-        # so the same export published from another commit meets its own earlier image.
-        serving = any(c.kind is kinds.PACKAGE for c in releases)
-        raise TagConflictError("immutable tags already name other images: " + "; ".join(found),
-                               hint="this export was published from another commit or build: overwrite with --force"
-                               if serving else "bump the bundle version in matrix.yaml, or overwrite with --force")
+        hints = dict.fromkeys(c.kind.conflict_hint for c in releases)   # the kind's: its tags say different things
+        raise TagConflictError("immutable tags already name other images: " + "; ".join(found), hint="; ".join(hints))
     if push:
         for release in releases:
             if release.status is Outcome.blocked:
