@@ -559,3 +559,11 @@ def test_publish_export_combinations_that_make_no_sense_are_usage_errors(invoke,
         assert result.returncode == 3, (args, result.stderr)
         assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
 
+
+
+def test_the_serving_smoke_is_the_entrypoints_own_self_test_within_the_hosts_timeout():
+    """The host's arguments parse as the image's `serve` flags, and the host waits longer than the server may."""
+    from kunlun_train.serving import cli
+    command, *args = kinds.PACKAGE.smoke.args
+    parsed = cli.parser().parse_args(args)
+    assert command == "serve" and parsed.self_test and parsed.self_test_timeout < kinds.PACKAGE.smoke.timeout
