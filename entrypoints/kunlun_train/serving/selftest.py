@@ -88,7 +88,7 @@ def probe(service: app.Service, port: int, timeout: float, result: dict) -> None
             if time.monotonic() - started > timeout:
                 result["error"] = f"not ready within {timeout:g} s (--self-test-timeout)"
                 return
-            time.sleep(0.2)
+            time.sleep(0.5)   # gently: under emulation each poll costs the warming server CPU
         result["ready_seconds"] = round(time.monotonic() - started, 1)
         [model] = service.models.values()
         route, body, content_type = request_for(model, port)
