@@ -303,7 +303,10 @@ def cdi(c, output="/etc/cdi/kunlunxin-xpu.yaml", dev_root=None):
 @bundle_task(iterable=["model"],
              help={"registry": "Where to publish: HOST[:PORT]/NAMESPACE (credentials: $KUNLUN_REGISTRY_USER and "
                                "$KUNLUN_REGISTRY_PASSWORD, or `docker login`).",
-                   "model": "Model to publish; repeat for several (default: every ready model).",
+                   "model": "Model to publish; repeat for several (default: every ready model). With --export: the one "
+                            "model the export is of.",
+                   "export": "Publish the serving images (`invoke package`) of this export of --model instead of the "
+                             "model's training images, e.g. OUT/inference; smoke test: 1 inference through the server.",
                    "flavour": "Device flavour(s), comma-separated (default: cpu).",
                    "arch": "Arch(s) whose images this run smoke-tests and pushes (default: all; none: manifest lists only); the "
                            "manifest lists then take the other archs from the registry, from this commit only.",
@@ -312,13 +315,22 @@ def cdi(c, output="/etc/cdi/kunlunxin-xpu.yaml", dev_root=None):
                    "manifests": "Put the manifest lists (default); --no-manifests pushes the per-arch images only.",
                    "report": "Directory for report.json and the SBOMs (default .cache/publish-report); "
                              "rerun an interrupted publish with the same one.",
-                   "smoke_args": "Extra entrypoint arguments for the 1-step smoke test, e.g. '-o Global.image_size=64'."})
+                   "smoke_args": "Extra entrypoint arguments for the smoke test: of the 1-step training, e.g. "
+                                 "'-o Global.image_size=64'; with --export, of `serve --self-test`, e.g. '--threads 2'."})
 def publish(c, registry, model=None, flavour=None, arch="all", push=False, force=False, manifests=True,
-            report=".cache/publish-report", smoke_args=""):
-    """Plan or push model images with their multi-arch manifest lists, tags, labels and SBOMs."""
+            report=".cache/publish-report", smoke_args="", export=None):
+    """Plan or push model images (or, with --export, one export's serving images) with their multi-arch
+    manifest lists, tags, labels and SBOMs."""
     m = matrix.load(MATRIX)
     archs = [a.name for a in m.arch_registry.resolve(arch)] if arch not in ("none", "") else []
-    layers = _model_layers(m, "all", model or [], flavour)
+    if export is not None:
+        if len(model or []) != 1:
+            raise UsageError(f"--export needs exactly one --model: the model the export is of"
+                             f"{f' (got {len(model)}: ' + ', '.join(model) + ')' if model else ''}",
+                             hint="e.g. `invoke publish --registry HOST/NS --model resnet50 --export OUT/inference`")
+        layers = _package_layers(m, model[0], export, "all", flavour)
+    else:
+        layers = _model_layers(m, "all", model or [], flavour)
     publishing.publish(m, layers, ROOT, registry, archs, push=push, force=force, manifests=manifests,
                       report_dir=Path(report), smoke_args=smoke_args.split())
 

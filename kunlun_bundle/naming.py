@@ -1,6 +1,8 @@
 """Image names and tags: the one place they are spelled. Everything else calls these."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .matrix import Matrix
 
 
@@ -47,10 +49,25 @@ def serving_image(m: Matrix, suite: str, flavour: str, arch: str) -> str:
     return f"{m.namespace}/{suite}-serving:{version}-paddle{m.paddle_version(flavour, arch)}-{flavour}-{arch}"
 
 
+def serving_repository_name(model: str) -> str:
+    """The repository of a model's serving images, locally and in a registry: resnet50-serving."""
+    return f"{model}-serving"
+
+
+def packaged_tag(digest: str, flavour: str, arch: str) -> str:
+    """A serving image's tag: the model files' digest (12 hex), flavour, arch, e.g. 3f2a9c1e0b7d-cpu-x86_64."""
+    return f"{packaged_version_tag(digest, flavour)}-{arch}"
+
+
+def packaged_version_tag(digest: str, flavour: str) -> str:
+    """What a serving image's tag says without the arch, e.g. 3f2a9c1e0b7d-cpu (its multi-arch tag)."""
+    return f"{digest[:12]}-{flavour}"
+
+
 def packaged_image(m: Matrix, model: str, digest: str, flavour: str, arch: str) -> str:
     """A serving image of one export (`invoke package`): its model files' digest in the tag, so two
     exports never share a tag, e.g. kunlun/resnet50-serving:3f2a9c1e0b7d-cpu-x86_64."""
-    return f"{m.namespace}/{model}-serving:{digest[:12]}-{flavour}-{arch}"
+    return f"{m.namespace}/{serving_repository_name(model)}:{packaged_tag(digest, flavour, arch)}"
 
 
 def declared(m: Matrix, image: str) -> str:
@@ -72,14 +89,45 @@ def default_flavour(m: Matrix) -> str:
 #   version, immutable:    0.1.0-paddle3.2.2-cpu          manifest list of every arch of the cell
 #   moving:                latest (default flavour), cpu (the flavour), paddleclas2.6.0-cpu (suite + version)
 # The moving tags are manifest lists too and follow the newest publish.
+#
+# A model's serving images (`invoke package`, `publish --export`) go to <registry>/<model>-serving:
+#   per-arch, immutable:   3f2a9c1e0b7d-cpu-x86_64        one image (the local tag: the export's digest)
+#   version, immutable:    3f2a9c1e0b7d-cpu               manifest list of every arch: one export, one flavour
+#   moving:                cpu, latest (default flavour)  the export published last
+# No suite tag: a serving repository holds exports of one model, and the newest export is what moves.
 
 
-def registry_repository(m: Matrix, registry: str, model: str) -> str:
-    """Where a model's images go: HOST[:PORT]/NAMESPACE/<model>, e.g. 127.0.0.1:5000/kunlun/resnet50."""
+class Published(NamedTuple):
+    """Where a published image goes and the tags it gets (per arch; the rest name the manifest lists)."""
+    repository: str          # HOST[:PORT]/NAMESPACE/NAME
+    arch_tag: str
+    version_tag: str
+    moving_tags: list[str]
+
+
+def published_model(m: Matrix, registry: str, model: str, flavour: str, arch: str) -> Published:
+    return Published(registry_repository(m, registry, model), arch_tag(m, flavour, arch),
+                     version_tag(m, model, flavour), moving_tags(m, model, flavour))
+
+
+def published_serving(m: Matrix, registry: str, model: str, digest: str, flavour: str, arch: str) -> Published:
+    """A serving image of one export: the local tag per arch, the export's digest + flavour as the version."""
+    return Published(registry_repository(m, registry, serving_repository_name(model)), packaged_tag(digest, flavour, arch),
+                     packaged_version_tag(digest, flavour), serving_moving_tags(m, flavour))
+
+
+def serving_moving_tags(m: Matrix, flavour: str) -> list[str]:
+    """The flavour, and `latest` for the default flavour: whichever export was published last."""
+    return [flavour] + (["latest"] if flavour == default_flavour(m) else [])
+
+
+def registry_repository(m: Matrix, registry: str, name: str) -> str:
+    """Where a model's (or its serving images') images go: HOST[:PORT]/NAMESPACE/<name>, e.g.
+    127.0.0.1:5000/kunlun/resnet50."""
     registry = registry.rstrip("/")
     if "/" not in registry:
         registry = f"{registry}/{m.bundle.namespace}"
-    return f"{registry}/{model}"
+    return f"{registry}/{name}"
 
 
 def arch_tag(m: Matrix, flavour: str, arch: str) -> str:

@@ -13,8 +13,10 @@ import requests
 import yaml
 
 from kunlun_bundle import layout, naming, publishing
-from kunlun_bundle.images import chain, fetch, labels, lock
+from kunlun_bundle.containers import container
+from kunlun_bundle.images import chain, fetch, kinds, labels, lock, packaging
 from kunlun_bundle.publishing import plan, registry, sbom
+from tests.test_package import export
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github/workflows/images.yml"
@@ -428,3 +430,140 @@ def test_plan_states_are_one_enum_and_read_as_words(matrix):
     assert release.archs[1].state is plan.State.missing and release.status is plan.Outcome.blocked
     assert json.dumps([release.archs[1].state, release.status]) == '["missing", "blocked"]'   # report.json
     assert f"{plan.State.held_back}" == "held back"                                    # the plan table
+
+
+# --- serving images (`publish --export`): the same plan, gate and machinery, the package kind's names ---
+
+def serving_release(matrix, tmp_path, run_archs=("x86_64", "aarch64")):
+    directory = export(tmp_path / "inference")
+    layers = [chain.package_layer(matrix, "resnet50", "cpu", arch, directory, required=True)
+              for arch in matrix.arch_registry.resolve("all")]
+    [release] = plan.releases_for(matrix, "127.0.0.1:5000/test", layers, list(run_archs))
+    assert release.kind is kinds.PACKAGE
+    return release, directory
+
+
+def test_serving_tags_name_the_export_and_live_in_the_models_serving_repository(matrix):
+    digest = "3f2a9c1e0b7d" + "0" * 52
+    names = naming.published_serving(matrix, "reg.example/ai", "resnet50", digest, "cpu", "aarch64")
+    assert names == ("reg.example/ai/resnet50-serving", "3f2a9c1e0b7d-cpu-aarch64", "3f2a9c1e0b7d-cpu", ["cpu", "latest"])
+    # the per-arch tag is the local tag `invoke package` gave, so what is pushed is what was built
+    assert naming.packaged_image(matrix, "resnet50", digest, "cpu", "aarch64") == \
+        f"{matrix.namespace}/resnet50-serving:{names.arch_tag}"
+    assert naming.published_serving(matrix, "reg.example", "unet", digest, "xpu", "x86_64").moving_tags == ["xpu"]
+    valid = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    assert all(valid.match(t) for t in [names.arch_tag, names.version_tag, *names.moving_tags])
+    # a model image's names are unchanged by the generalisation
+    assert naming.published_model(matrix, "reg.example/ai", "resnet50", "cpu", "x86_64") == (
+        "reg.example/ai/resnet50", "0.1.0-paddle3.2.2-cpu-x86_64", "0.1.0-paddle3.2.2-cpu",
+        ["cpu", "paddleclas2.6.0-cpu", "latest"])
+
+
+def test_a_serving_release_has_every_declared_arch_of_the_export(matrix, tmp_path):
+    release, directory = serving_release(matrix, tmp_path, run_archs=["x86_64"])
+    digest = packaging.Export.read(directory, "resnet50").digest[:12]
+    assert release.repository == "127.0.0.1:5000/test/resnet50-serving" and release.name == "resnet50-serving/cpu"
+    assert (release.version_tag, release.moving_tags) == (f"{digest}-cpu", ["cpu", "latest"])
+    assert [(a.arch, a.in_run) for a in release.archs] == [("x86_64", True), ("aarch64", False)]
+    assert release.archs[1].local == f"kunlun/resnet50-serving:{digest}-cpu-aarch64"
+    assert release.archs[1].remote == f"127.0.0.1:5000/test/resnet50-serving:{digest}-cpu-aarch64"
+    # given only x86_64's layer, the release still has aarch64's (the matrix declares it)
+    x86 = chain.package_layer(matrix, "resnet50", "cpu", matrix.arch_registry["x86_64"], directory)
+    [again] = plan.releases_for(matrix, "127.0.0.1:5000/test", [x86], ["x86_64"])
+    assert [a.local for a in again.archs] == [a.local for a in release.archs]
+
+
+def test_a_missing_serving_arch_holds_the_release_back_naming_the_package_command(matrix, tmp_path):
+    release, directory = serving_release(matrix, tmp_path)
+    release.archs[0].local_id = "sha256:local"                    # x86_64 packaged, aarch64 not
+    plan.classify([release], REVISION, manifests=True)
+    assert release.status == "blocked"
+    assert release.reason == (f"aarch64 missing: no local image {release.archs[1].local} "
+                              f"(run `invoke package resnet50 --export {directory} --arch aarch64 --flavour cpu`)")
+
+
+def test_a_serving_arch_from_another_job_counts_only_with_the_serving_smoke_label(matrix, tmp_path):
+    release, _ = serving_release(matrix, tmp_path, run_archs=["x86_64"])
+    release.archs[0].local_id = "sha256:local"
+    in_registry(release.archs[1], smoke=labels.SMOKE_PASSED)        # a training image's pass is not a serving one's
+    assert "no passed smoke test" in plan.gate_before_push(release, REVISION, manifests=True)
+    in_registry(release.archs[1], smoke=labels.SMOKE_SERVED)
+    assert plan.gate_before_push(release, REVISION, manifests=True) is None and release.archs[1].ready
+
+
+def test_serving_conflicts_and_presence_are_decided_as_for_model_images(matrix, tmp_path):
+    release, _ = serving_release(matrix, tmp_path)
+    for a in release.archs:
+        a.local_id = "sha256:local"
+        in_registry(a, smoke=labels.SMOKE_SERVED)
+    release.archs[1].remote_labels[labels.SOURCE_IMAGE] = "sha256:older"   # the export packaged on another commit
+    plan.classify([release], REVISION, manifests=True)
+    assert [a.state for a in release.archs] == ["present", "conflict"]
+    [found] = plan.conflicts([release], manifests=True)
+    assert found.startswith(f"{release.archs[1].remote} is sha256:remoteaarch")
+    # the tags name the export, not the bundle's version: bumping it would not help
+    assert "another commit" in release.kind.conflict_hint and "bump" not in release.kind.conflict_hint
+
+
+def test_a_serving_image_is_published_with_its_export_labels_and_the_serving_smoke_label(matrix, tmp_path):
+    release, _ = serving_release(matrix, tmp_path)
+    a = release.archs[0]
+    found = labels.published(matrix, a.layer, ROOT, {}, "sha256:abc")
+    assert found[labels.SMOKE] == labels.SMOKE_SERVED == "passed: served 1 inference"
+    assert found[labels.MODEL] == "resnet50" and found[labels.MODEL_DIGEST].startswith(a.tag[:12])
+    assert json.loads(found[labels.MODEL_FILES]) and found[labels.lock_of("paddleclas-serving")]
+    assert found[labels.SOURCE_IMAGE] == "sha256:abc" and found[labels.SBOM] == layout.SBOM_DIR
+
+
+def test_a_serving_smoke_test_is_one_inference_through_the_server_network_off(matrix, tmp_path, monkeypatch):
+    release, _ = serving_release(matrix, tmp_path)
+    a = release.archs[1]
+    a.local_id = "sha256:arm"
+    started = {}
+
+    class Running:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def wait(self, timeout=None):
+            started["timeout"] = timeout
+            return 0
+
+        def output(self):
+            return 'ready\n{"event": "summary", "self_test": true, "passed": true, "outputs": ["class_ids"]}\n'
+
+    def start(client, image, command, **options):
+        started.update(image=image, command=list(command), **options)
+        return Running()
+    monkeypatch.setattr(container, "start", start)
+    assert publishing.smoke.smoke_test(None, a, ["--threads", "2"]) is None
+    assert started["command"][:2] == ["serve", "--self-test"] and started["command"][-2:] == ["--threads", "2"]
+    assert started["network_mode"] == "none" and started["platform"] == "linux/arm64" and started["timeout"] >= 600
+    Running.output = lambda self: '{"event": "summary", "self_test": true, "passed": false, "error": "POST: 500"}\n'
+    assert "exit 0" in publishing.smoke.smoke_test(None, a)
+
+
+def test_publish_export_combinations_that_make_no_sense_are_usage_errors(invoke, tmp_path):
+    directory = str(export(tmp_path / "inference"))
+    for args, expected in [
+        (("--export", directory), "--export needs exactly one --model"),
+        (("--export", directory, "--model", "resnet50", "--model", "vgg16"), "(got 2: resnet50, vgg16)"),
+        (("--export", directory, "--model", "bert-base"), "paddlenlp's models have no serving image"),
+        (("--export", directory, "--model", "mobilenetv3"), "an export of resnet50, not mobilenetv3"),
+        (("--export", str(tmp_path / "nowhere"), "--model", "resnet50"), "no such directory"),
+    ]:
+        result = invoke("publish", "--registry", "127.0.0.1:1/ns", *args)
+        assert result.returncode == 3, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+
+def test_the_serving_smoke_is_the_entrypoints_own_self_test_within_the_hosts_timeout():
+    """The host's arguments parse as the image's `serve` flags, and the host waits longer than the server may."""
+    from kunlun_train.serving import cli
+    command, *args = kinds.PACKAGE.smoke.args
+    parsed = cli.parser().parse_args(args)
+    assert command == "serve" and parsed.self_test and parsed.self_test_timeout < kinds.PACKAGE.smoke.timeout

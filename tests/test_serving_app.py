@@ -286,6 +286,39 @@ def test_sigterm_under_load_answers_every_request_received():
     assert answered.count(200) >= before and drained < 5, (drained, out)
 
 
+
+def self_test(*args: str) -> tuple[int, dict, str]:
+    """`serve --self-test`'s run with the stand-in model, in a process of its own (it signals itself)."""
+    result = subprocess.run([sys.executable, str(STANDIN), "--self-test", *args], capture_output=True, text=True,
+                            timeout=60)
+    summary = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"event": "summary"')]
+    assert len(summary) == 1, result.stdout + result.stderr
+    return result.returncode, summary[0], result.stdout
+
+
+@pytest.mark.parametrize("route", ["infer", "predict"])
+def test_the_self_test_asks_the_server_once_and_stops_it_cleanly(route):
+    """What `invoke publish` runs in a serving image, network off: ready, one request, SIGTERM, exit 0.
+    Without a task route the request is V2 tensors shaped by the model's metadata; with an image route,
+    a generated PNG (the stand-in route checks it is one)."""
+    code, summary, out = self_test(*(["--image-route"] if route == "predict" else []))
+    assert code == 0 and summary["passed"] is True, out
+    assert summary["route"] == f"/v2/models/standin/{route}" and summary["status"] == 200
+    assert summary["outputs"] == (["y", "label"] if route == "infer" else ["label", "png_bytes"])
+    assert '"requests": 1, "answered": 1, "unanswered": 0, "signal": "SIGTERM"' in out   # drained as on `docker stop`
+
+
+def test_a_model_that_cannot_start_fails_the_self_test_with_its_reason():
+    code, summary, _ = self_test("--broken")
+    assert code == 1 and summary["passed"] is False
+    assert "could not start" in summary["error"] and "a model that cannot run" in summary["error"]
+
+
+def test_the_self_test_flags():
+    args = cli.parser().parse_args(["--self-test"])
+    assert args.self_test and args.self_test_timeout == 600 and args.max_batch_size is None   # 1 is applied in serve()
+    assert "--self-test" in cli.parser().format_help()
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["--model", str(tmp_path / "missing")]) == 2
     assert "no such directory" in capsys.readouterr().err

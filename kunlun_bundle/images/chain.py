@@ -89,11 +89,13 @@ def package_layer(m: Matrix, model: str, flavour: str, arch: Arch, export: Optio
                                parent=layer.parent)
 
 
-def same_in(m: Matrix, top: Layer) -> Layer:
-    """A model or package layer and its chain as matrix `m` names them (`invoke repro`'s namespaces)."""
+def same_in(m: Matrix, top: Layer, arch: Optional[Arch] = None) -> Layer:
+    """A model or package layer and its chain as matrix `m` names them (`invoke repro`'s namespaces),
+    for `arch` if given (`invoke publish`: every arch the matrix declares)."""
+    arch = arch or top.arch
     if top.kind is kinds.PACKAGE:
-        return package_layer(m, top.name, top.flavour, top.arch, top.export)
-    return model_layer(m, top.name, top.flavour, top.arch)
+        return package_layer(m, top.name, top.flavour, arch, top.export)
+    return model_layer(m, top.name, top.flavour, arch)
 
 
 def all_serving(m: Matrix) -> list[Layer]:

@@ -11,7 +11,9 @@
 
 A kind knows which matrix entry its layer is for, its image name, template, lock file, Debian lock
 and patches, what its template needs, what goes into its build context, its labels and the kind it
-sits on. chain.py, render.py, lock.py, build.py, bundle.py and tasks.py only call these and never
+sits on; the kinds `invoke publish` pushes (model, package) also their smoke test, their names in a
+registry, what to do about a tag conflict and the command that builds a missing image.
+chain.py, render.py, lock.py, build.py, bundle.py, publishing/ and tasks.py only call these and never
 compare kind names, so a new kind (say an inference-only layer on a suite) is one class here, one
 template, and its place in the chain.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -39,9 +42,22 @@ if TYPE_CHECKING:
     from .chain import Layer
 
 
+@dataclass(frozen=True)
+class Smoke:
+    """The test an image of a kind passes before `invoke publish` pushes it: the entrypoint's arguments
+    (network off), what it shows (for the progress line), the key of its JSON summary line that must be
+    true, the io.kunlun.smoke label the pushed image then carries, and how long it may take."""
+    args: tuple[str, ...]
+    what: str
+    passed_key: str
+    label: str
+    timeout: Optional[float] = None
+
+
 class Kind(str):
     name: str                                # what the kind is called, and its template's stem
     parent: Optional["Kind"] = None          # the kind a layer of this kind is built on
+    smoke: Optional[Smoke] = None            # the kinds `invoke publish` pushes: their smoke test
 
     def __new__(cls, *_):
         return super().__new__(cls, cls.name)
@@ -125,6 +141,18 @@ class Kind(str):
 
     def built(self, m: Matrix, layer: "Layer", image) -> None:
         """After a build: anything more than the layer's tag."""
+
+    # --- publishing (`invoke publish`: the kinds with a smoke test) ---------------------------------
+    def published(self, m: Matrix, layer: "Layer", registry: str) -> naming.Published:
+        """The repository and tags this layer's image gets in `registry` (HOST[:PORT]/NAMESPACE)."""
+        raise NotImplementedError(f"{self.name} images are not published")
+
+    def build_command(self, layer: "Layer") -> str:
+        """What builds this layer's image, for the message of a publish that misses it."""
+        raise NotImplementedError
+
+    # what to do when an immutable tag of this kind already names another image
+    conflict_hint = "overwrite with --force"
 
 
 class Locked(Kind):
@@ -354,6 +382,8 @@ def recipe_json(m: Matrix, model: str) -> bytes:
 
 class Model(Kind):
     name = "model"
+    smoke = Smoke(("--steps", "1"), "train 1 step", "loss_finite", labels.SMOKE_PASSED)
+    conflict_hint = "bump the bundle version in matrix.yaml, or overwrite with --force"
 
     def entry(self, m: Matrix, model: str, flavour: str) -> str:
         return model
@@ -391,6 +421,12 @@ class Model(Kind):
 
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         return context_files(self, m, layer, root)
+
+    def published(self, m: Matrix, layer: "Layer", registry: str) -> naming.Published:
+        return naming.published_model(m, registry, layer.name, layer.flavour, layer.arch.name)
+
+    def build_command(self, layer: "Layer") -> str:
+        return f"invoke build --arch {layer.arch.name} --model {layer.name} --flavour {layer.flavour}"
 
 
 def context_files(kind: Kind, m: Matrix, layer: "Layer", root: Path) -> dict:
@@ -445,8 +481,14 @@ class Package(Kind):
     """One exported model behind the server: the entrypoint and the export's files at
     layout.PACKAGED_MODEL, `serve` as the command. Its committed Dockerfile is one per suite x arch x
     flavour (nothing in it names the model); the model, its files' sha256s and the run it came from are
-    build labels, and its tag is the files' digest (naming.packaged_image)."""
+    build labels, and its tag is the files' digest (naming.packaged_image). Its smoke test is one
+    inference through the server (`serve --self-test`); under emulation Paddle's import and the
+    predictor's build are minutes, hence the timeouts."""
     name = "package"
+    smoke = Smoke(("serve", "--self-test", "--self-test-timeout", "900"), "1 inference through the server",
+                  "passed", labels.SMOKE_SERVED, timeout=960)
+    # Its tags name the export, not the bundle's version: the same export packaged on another commit meets them.
+    conflict_hint = "the same export was published from another commit or build; overwrite with --force"
 
     def entry(self, m: Matrix, model: str, flavour: str) -> str:
         return model
@@ -493,6 +535,15 @@ class Package(Kind):
 
     def inputs(self, m: Matrix, layer: "Layer", root: Path) -> dict:
         return context_files(self, m, layer, root)
+
+    def published(self, m: Matrix, layer: "Layer", registry: str) -> naming.Published:
+        from . import packaging   # the export's digest
+        digest = packaging.Export.read(layer.export, layer.name).digest
+        return naming.published_serving(m, registry, layer.name, digest, layer.flavour, layer.arch.name)
+
+    def build_command(self, layer: "Layer") -> str:
+        return (f"invoke package {layer.name} --export {layer.export} --arch {layer.arch.name} "
+                f"--flavour {layer.flavour}")
 
 
 def device(m: Matrix, flavour: str) -> str:

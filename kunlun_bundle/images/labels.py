@@ -6,8 +6,8 @@ Three moments, three sets, one LABEL writer:
                  the kind's own facts from kinds.py): rendered into the committed Dockerfiles
   at_build       what depends on more than the Dockerfile (a lock file's or the rootfs inputs' hash; on
                  model images the OCI description and the commit): appended by the build, see kinds.py
-  published      the model image's build-time labels plus what publishing adds (source image, smoke
-                 test, SBOM path), in the publish layer
+  published      a published (model or serving) image's build-time labels plus what publishing adds
+                 (source image, smoke test, SBOM path), in the publish layer
 
 One key per fact: the XPU runtime's version is `io.kunlun.xpu.runtime.version`, set on the framework
 layer that installs the runtime and inherited by every image above it; CPU images have no runtime and
@@ -48,7 +48,8 @@ INPUTS = "io.kunlun.inputs.sha256"                   # everything the chain up t
 SOURCE_IMAGE = "io.kunlun.source.image"   # id of the local image a published one was made from
 SMOKE = "io.kunlun.smoke"                 # written only after the smoke test passed
 SBOM = "io.kunlun.sbom"
-SMOKE_PASSED = "passed: trained 1 step"
+SMOKE_PASSED = "passed: trained 1 step"           # a model image's (kinds.Model.smoke)
+SMOKE_SERVED = "passed: served 1 inference"       # a serving image's (kinds.Package.smoke)
 
 # The licence of what the images hold: PaddlePaddle and its suites (PaddleClas, -Detection, -Seg,
 # -NLP, PARL) are Apache-2.0.
@@ -107,11 +108,12 @@ def commit(root: Path) -> dict[str, str]:
 
 
 def published(m: Matrix, layer: "Layer", root: Path, local_labels: dict, source_image: str) -> dict[str, str]:
-    """A published image's labels: the model layer's build-time ones, where the local image already has
-    revision/created/source those it was built with, plus the source image, smoke result and SBOM path."""
+    """A published image's labels: its layer's (model or package) build-time ones, where the local image
+    already has revision/created/source those it was built with, plus the source image, the kind's smoke
+    result and the SBOM path."""
     labels = at_build(m, layer, root)
     labels.update({key: local_labels[key] for key in GIT.values() if local_labels.get(key)})
-    return labels | {SOURCE_IMAGE: source_image, SMOKE: SMOKE_PASSED, SBOM: layout.SBOM_DIR}
+    return labels | {SOURCE_IMAGE: source_image, SMOKE: layer.kind.smoke.label, SBOM: layout.SBOM_DIR}
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,8 +1,10 @@
-"""Publishing model images to a registry (`invoke publish`), one job per module:
+"""Publishing model images, or the serving images of one export, to a registry (`invoke publish`),
+one job per module; both kinds of image go through all of them:
 
     plan      plan.py: every tag of every cell (model x flavour), the per-arch images behind each, their
               states (new, present, conflict, missing, held back) and the gate, before anything is pushed
-    smoke     smoke.py: train 1 step, network off, before an image may be pushed
+    smoke     smoke.py: before an image may be pushed, network off: a model image trains 1 step, a
+              serving image answers 1 inference through its server (the kind's Smoke, kinds.py)
     sbom      sbom.py: the image's Python and Debian packages, listed by running it, as CycloneDX + text
     layer     layer.py: one small layer on the local image with the SBOM files and the published labels
     push      push.py: the per-arch image through the Docker daemon, the manifest lists through the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +27,7 @@ from .. import naming, ui
 from ..containers import docker_api
 from ..errors import PublishError, RegistryAuthError, TagConflictError
 from ..images import labels
-from ..images.chain import Layer, model_layer
+from ..images.chain import Layer
 from ..matrix import Matrix
 from . import layer, plan, registry as reg, sbom, smoke
 from .plan import ArchImage, Outcome, Release, State
@@ -35,14 +37,13 @@ from .push import push_image, put_lists
 def prepare_and_push(client, m: Matrix, root: Path, release: Release, a: ArchImage, registry: reg.Registry,
                      report_dir: Path) -> None:
     """SBOM, publish layer, push, and the registry's view of the result."""
-    model = model_layer(m, release.model, release.flavour, m.arch_registry[a.arch])
-    published = labels.published(m, model, root, client.images.get(a.local_id).labels or {}, a.local_id)
+    published = labels.published(m, a.layer, root, client.images.get(a.local_id).labels or {}, a.local_id)
     start = time.monotonic()
     listing, dpkg = sbom.read(client, a.local_id, a.platform, a.local)
-    locks = [root / part.lock for part in model.ancestry() if part.lock]
+    locks = [root / part.lock for part in a.layer.ancestry() if part.lock]
     files = sbom.files(a.remote, a.local_id, published.get(labels.CREATED), listing, dpkg, locks)
     a.seconds["sbom"] = round(time.monotonic() - start, 1)
-    out = report_dir / "sbom" / release.model / f"{release.flavour}-{a.arch}"
+    out = report_dir / "sbom" / release.repository_name / f"{release.flavour}-{a.arch}"
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
@@ -63,13 +64,13 @@ def publish_release(client, m: Matrix, root: Path, release: Release, registry: r
     record = smoke.SmokeRecord(report_dir)
     for a in release.archs:   # every smoke test first: a cell with a failing arch pushes nothing
         if a in to_push and record.has(a, smoke_args):
-            a.smoke = f"{labels.SMOKE_PASSED} (earlier in this run: {record.path})"
+            a.smoke = f"{a.smoke_passed} (earlier in this run: {record.path})"
         elif a in to_push:
-            with ui.step(f"smoke test {a.local} (train 1 step)") as outcome:
+            with ui.step(f"smoke test {a.local} ({release.kind.smoke.what})") as outcome:
                 start = time.monotonic()
                 failure = outcome.failed = smoke.smoke_test(client, a, smoke_args)
                 a.seconds["smoke"] = round(time.monotonic() - start, 1)
-            a.smoke = f"failed: {failure}" if failure else labels.SMOKE_PASSED
+            a.smoke = f"failed: {failure}" if failure else a.smoke_passed
             if failure:
                 release.hold_back(f"{a.arch} failed its smoke test: {failure}")
                 return
@@ -92,12 +93,19 @@ def publish_release(client, m: Matrix, root: Path, release: Release, registry: r
     release.status = Outcome.published
 
 
+def report_of(release: Release) -> dict:
+    """A release as report.json has it: its fields (the layers aside: the kind says what they were)."""
+    doc = {f.name: getattr(release, f.name) for f in fields(release) if f.name != "archs"}
+    doc["archs"] = [{f.name: getattr(a, f.name) for f in fields(a) if f.name != "layer"} for a in release.archs]
+    return json.loads(json.dumps(doc | {"name": release.name}))
+
+
 def write_report(report_dir: Path, registry_arg: str, revision: Optional[str], releases: list[Release],
                  pushed: bool, seconds: float) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     # "cells": the report's key as it was (a release per cell, model x flavour); CI and people read it.
     doc = {"registry": registry_arg, "revision": revision, "push": pushed, "seconds": round(seconds, 1),
-           "cells": [asdict(c) | {"name": c.name} for c in releases]}
+           "cells": [report_of(c) for c in releases]}
     path = report_dir / "report.json"
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
@@ -121,8 +129,8 @@ def publish(m: Matrix, layers: list[Layer], root: Path, registry_arg: str, run_a
     ui.table(["tag", "from", "state", "note"], plan.rows(releases, manifests), title="Publish plan")
     found = plan.conflicts(releases, manifests)
     if found and not force:
-        raise TagConflictError("immutable tags already name other images: " + "; ".join(found),
-                               hint="bump the bundle version in matrix.yaml, or overwrite with --force")
+        hints = dict.fromkeys(c.kind.conflict_hint for c in releases)   # the kind's: its tags say different things
+        raise TagConflictError("immutable tags already name other images: " + "; ".join(found), hint="; ".join(hints))
     if push:
         for release in releases:
             if release.status is Outcome.blocked:

@@ -1,6 +1,8 @@
-"""The publish plan and its gate, before anything is pushed: every tag of every cell (model x flavour)
-asked for, the per-arch images behind each, what the local Docker and the registry hold, each image's
-state, and the cells held back.
+"""The publish plan and its gate, before anything is pushed: every tag of every cell (model x flavour,
+or one export's serving images x flavour) asked for, the per-arch images behind each, what the local
+Docker and the registry hold, each image's state, and the cells held back. What differs between model
+and serving images (names, tags, smoke test, the command that builds a missing one) is their layer
+kind's (kinds.py); everything here is the same for both.
 
 A cell is published only if every arch the matrix declares for it is ready: built here and
 smoke-tested in this run, or (an arch left to another CI job with --arch) already in the registry
@@ -14,8 +16,9 @@ from typing import Optional
 
 from .. import naming
 from ..containers import docker_api
-from ..images import labels
+from ..images import chain, labels
 from ..images.chain import Layer
+from ..images.kinds import Kind
 from ..matrix import Matrix
 from . import registry as reg
 
@@ -56,21 +59,29 @@ class ArchImage:
     pushed: bool = False
     seconds: dict = field(default_factory=dict)
     sbom: dict = field(default_factory=dict)
+    layer: Optional[Layer] = field(default=None, repr=False, compare=False)   # the local image's layer (not reported)
 
     @property
     def tag(self) -> str:
         return self.remote.rsplit(":", 1)[1]
 
     @property
+    def smoke_passed(self) -> str:
+        """The io.kunlun.smoke label of an image of this kind that passed its smoke test."""
+        return self.layer.kind.smoke.label
+
+    @property
     def ready(self) -> bool:
         """Can go into this run's manifest list."""
-        return self.entry is not None and self.remote_labels.get(labels.SMOKE) == labels.SMOKE_PASSED
+        return self.entry is not None and self.remote_labels.get(labels.SMOKE) == self.smoke_passed
 
 
 @dataclass
 class Release:
-    """What publishing one model x flavour means: its repository, version and moving tags, the per-arch
-    images behind them, and how it went (status, reason, the tags this run put)."""
+    """What publishing one model x flavour (or one export's serving images x flavour: kind `package`)
+    means: its repository, version and moving tags, the per-arch images behind them, and how it went
+    (status, reason, the tags this run put)."""
+    kind: Kind                               # the layer kind published: model or package
     model: str
     flavour: str
     repository: str                          # HOST[:PORT]/NAMESPACE/model
@@ -84,7 +95,12 @@ class Release:
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.flavour}"
+        """resnet50/cpu, or resnet50-serving/cpu: the repository's name and the flavour."""
+        return f"{self.repository_name}/{self.flavour}"
+
+    @property
+    def repository_name(self) -> str:
+        return self.repository.rsplit("/", 1)[1]
 
     @property
     def path(self) -> str:
@@ -95,18 +111,22 @@ class Release:
 
 
 def releases_for(m: Matrix, registry_arg: str, layers: list[Layer], run_archs: list[str]) -> list[Release]:
-    """One Release per model x flavour among `layers`, with every arch the matrix declares for it."""
-    releases: dict[tuple[str, str], Release] = {}
-    for layer in layers:
-        key = (layer.name, layer.flavour)
+    """One Release per kind x model x flavour among `layers` (model layers, or package layers of one
+    export), with every arch the matrix declares for it; names and tags are the kind's (naming.py)."""
+    releases: dict[tuple[str, str, str], Release] = {}
+    given = {(layer.kind, layer.name, layer.flavour, layer.arch.name): layer for layer in layers}
+    for top in layers:
+        key = (top.kind, top.name, top.flavour)
         if key in releases:
             continue
-        repository = naming.registry_repository(m, registry_arg, layer.name)
-        archs = [ArchImage(arch, m.arch_registry[arch].platform, naming.model_image(m, layer.name, layer.flavour, arch),
-                           naming.remote_image(repository, naming.arch_tag(m, layer.flavour, arch)), arch in run_archs)
-                 for arch in m.model_archs(layer.name, layer.flavour)]
-        releases[key] = Release(layer.name, layer.flavour, repository, naming.version_tag(m, layer.name, layer.flavour),
-                          naming.moving_tags(m, layer.name, layer.flavour), archs)
+        archs, names = [], None
+        for arch in m.model_archs(top.name, top.flavour):
+            layer = given.get(key + (arch,)) or chain.same_in(m, top, m.arch_registry[arch])
+            names = top.kind.published(m, layer, registry_arg)
+            archs.append(ArchImage(arch, layer.arch.platform, layer.image,
+                                   naming.remote_image(names.repository, names.arch_tag), arch in run_archs, layer=layer))
+        releases[key] = Release(top.kind, top.name, top.flavour, names.repository, names.version_tag,
+                                names.moving_tags, archs)
     return list(releases.values())
 
 
@@ -163,8 +183,8 @@ def gate_before_push(release: Release, revision: Optional[str], manifests: bool)
     """Why the cell cannot be published, as far as is known before smoke tests and pushes; None if it can."""
     missing = [a for a in release.archs if a.in_run and a.state is State.missing]
     if missing:
-        return "; ".join(f"{a.arch} missing: no local image {a.local} (run `invoke build --arch {a.arch} "
-                         f"--model {release.model} --flavour {release.flavour}`)" for a in missing)
+        return "; ".join(f"{a.arch} missing: no local image {a.local} (run `{a.layer.kind.build_command(a.layer)}`)"
+                         for a in missing)
     if not manifests:
         return None
     for a in release.archs:
@@ -172,7 +192,7 @@ def gate_before_push(release: Release, revision: Optional[str], manifests: bool)
             continue
         if a.entry is None:
             return f"{a.arch} missing: not in this run and {a.remote} is not in the registry"
-        if a.remote_labels.get(labels.SMOKE) != labels.SMOKE_PASSED:
+        if a.remote_labels.get(labels.SMOKE) != a.smoke_passed:
             return f"{a.arch} missing: {a.remote} in the registry has no passed smoke test"
         if revision and a.remote_labels.get(labels.REVISION) != revision:
             return (f"{a.arch} missing: {a.remote} in the registry is from revision "

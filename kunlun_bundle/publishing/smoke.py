@@ -1,6 +1,8 @@
-"""The smoke test every image passes before it is pushed: train 1 step, network off, and a finite loss
-in the summary line. Passes are remembered in the report directory, so a rerun of an interrupted
-publish does not train the same image again (under emulation that is minutes per image)."""
+"""The smoke test every image passes before it is pushed, network off, its kind's (kinds.Smoke): a model
+image trains 1 step and its summary line says the loss is finite; a serving image starts its server,
+answers one inference (`serve --self-test`) and its summary line says passed. Passes are remembered in
+the report directory, so a rerun of an interrupted publish does not test the same image again (under
+emulation that is minutes per image)."""
 from __future__ import annotations
 
 import json
@@ -13,17 +15,21 @@ from .plan import ArchImage
 
 
 def smoke_test(client, a: ArchImage, extra_args: list[str] = ()) -> Optional[str]:
-    """Train the image for 1 step, network off; None if it passed, else why not."""
+    """The image's kind's smoke test, network off; None if it passed, else why not."""
+    test = a.layer.kind.smoke
     try:
-        running = container.start(client, a.local_id, ["--steps", "1", *extra_args], error=PublishError,
+        running = container.start(client, a.local_id, [*test.args, *extra_args], error=PublishError,
                                   network_mode="none", platform=a.platform, labels={"io.kunlun.publish": "smoke"})
     except PublishError as exc:
         return exc.message
     with running:
-        code = running.wait()
+        try:
+            code = running.wait(test.timeout)
+        except PublishError as exc:
+            return exc.message
         output = running.output()
     summary = next((json.loads(line) for line in output.splitlines() if line.startswith('{"event": "summary"')), None)
-    if code != 0 or summary is None or not summary.get("loss_finite"):
+    if code != 0 or summary is None or not summary.get(test.passed_key):
         tail = " | ".join(output.strip().splitlines()[-3:])
         return f"exit {code}{'' if summary else ', no summary line'}: {tail[-300:]}"
     return None

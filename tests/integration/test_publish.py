@@ -1,6 +1,7 @@
 """Publishing to a real registry: Debian's docker-registry (distribution 2.8) on 127.0.0.1, with basic
-auth, started for this module. Two models for both archs are pushed; the manifest lists, digests,
-labels and SBOMs are checked through the registry's HTTP API and by pulling.
+auth, started for this module. Two models for both archs are pushed, and one export's serving images
+for both archs (last); the manifest lists, digests, labels and SBOMs are checked through the registry's
+HTTP API and by pulling.
 
 The images are the ones already built (`invoke build`): this module tags them under a namespace of
 its own (its matrix copy says `kunlunpubtest`), so a rebuild elsewhere during the run cannot change
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -26,7 +28,7 @@ import pytest
 import requests
 import yaml
 
-from .helpers import PUBLISH_NAMESPACE, ROOT, docker, image
+from .helpers import PUBLISH_NAMESPACE, ROOT, docker, image, invoke
 
 
 pytestmark = pytest.mark.emulated   # both archs: conftest.py builds the aarch64 ones in the background
@@ -340,3 +342,62 @@ def test_an_immutable_tag_naming_another_image_is_refused_before_anything_is_pus
         assert registry.manifest("main/mobilenetv3", f"{TAG}-x86_64")[0] == before
     finally:
         docker("tag", original, image)
+
+
+# --- serving images (`publish --export`) ---------------------------------------------------------------
+# One export (MobileNetV3, 1 step at 32 px on x86_64: the cheapest of the suite; the serving layer is per
+# suite, so it is the paddleclas-serving layer test_paddleclas.py and test_aarch64.py built earlier in the
+# run) packaged for both archs and published: the smoke test is one inference through each image's server,
+# network off, aarch64 under emulation. Last in the module: the base and Paddle layers are then already in
+# the registry (the training images'), and the push mounts them instead of uploading them again.
+SERVED = "mobilenetv3"
+
+
+@pytest.fixture(scope="module")
+def packaged_export(images, tmp_path_factory):
+    """(the export's directory, its digest): trained 1 step, exported, packaged for both archs and tagged
+    into this module's namespace, as the model images are."""
+    start = time.monotonic()
+    out = tmp_path_factory.mktemp("serving") / "out"
+    invoke("run", SERVED, "--output", str(out), "--", "--steps", "1", "-o", "Global.image_size=32",
+           "--export", "/output/inference")
+    result = invoke("package", SERVED, "--export", str(out / "inference"), "--arch", "all")
+    assert "0 failed, 0 skipped" in result.stderr, result.stderr
+    tags = re.findall(r"docker run --rm -p 8000:8000 (\S+)", result.stderr)
+    assert len(tags) == 2, result.stderr
+    made = [f"{NAMESPACE}/{tag.split('/', 1)[1]}" for tag in tags]
+    for tag, target in zip(tags, made):
+        docker("tag", tag, target)
+    print(f"\n{SERVED} trained 1 step, exported and packaged for both archs in {time.monotonic() - start:.0f} s")
+    yield out / "inference", tags[0].split(":")[1].split("-")[0]
+    docker("rmi", *made, check=False)
+
+
+def test_one_exports_serving_images_are_published_for_both_archs_smoke_tested_by_one_inference(registry, images,
+                                                                                               packaged_export, tmp_path):
+    export, digest = packaged_export
+    start = time.monotonic()
+    result = publish(images, "--registry", f"{registry.host}/main", "--model", SERVED, "--export", str(export),
+                     "--push", "--report", str(tmp_path))
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 inference through the server" in result.stderr
+    name, version = f"main/{SERVED}-serving", f"{digest}-cpu"
+    assert registry.tags(name) == sorted([f"{version}-x86_64", f"{version}-aarch64", version, "cpu", "latest"])
+    list_digest, doc = registry.manifest(name, version)
+    assert doc["mediaType"] == LIST and registry.manifest(name, "latest")[0] == list_digest
+    assert sorted(m["platform"]["architecture"] for m in doc["manifests"]) == ["amd64", "arm64"]
+    for entry in doc["manifests"]:
+        arch = {v: k for k, v in ARCHS.items()}[entry["platform"]["architecture"]]
+        _, image = registry.manifest(name, entry["digest"])
+        labels = registry.get(f"{name}/blobs/{image['config']['digest']}").json()["config"]["Labels"]
+        assert labels["io.kunlun.smoke"] == "passed: served 1 inference" and labels["io.kunlun.arch"] == arch
+        assert labels["io.kunlun.layer"] == "package" and labels["io.kunlun.model"] == SERVED
+        assert labels["io.kunlun.model.digest"].startswith(digest) and json.loads(labels["io.kunlun.model.files"])
+        assert labels["io.kunlun.lock.paddleclas-serving.sha256"] and labels["org.opencontainers.image.revision"]
+    [cell] = json.loads((tmp_path / "report.json").read_text())["cells"]
+    assert (cell["name"], cell["kind"], cell["status"]) == (f"{SERVED}-serving/cpu", "package", "published")
+    assert (tmp_path / "sbom" / f"{SERVED}-serving" / "cpu-aarch64" / "python.cdx.json").is_file()
+    print(f"\npublish of one export's serving images x 2 archs took {seconds:.0f} s")
+    for a in cell["archs"]:
+        print(f"  {a['arch']}: {a['seconds']}  smoke: {a['smoke']}")

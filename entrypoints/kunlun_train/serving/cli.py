@@ -55,6 +55,14 @@ def parser() -> argparse.ArgumentParser:
                    help="larger request bodies get 413 (default: %(default)s, 64 MiB)")
     p.add_argument("--drain-seconds", type=float, default=20.0,
                    help="on SIGTERM, finish requests in progress for at most this long (default: %(default)s)")
+    p.add_argument("--self-test", action="store_true",
+                   help="serve on 127.0.0.1 only, send one request once ready (an image task's predict route with a "
+                   "generated image, else /infer with the model's own tensors), stop, print one JSON summary line and "
+                   "exit 0 if it was answered with outputs: `invoke publish`'s smoke test, network off "
+                   "(--max-batch-size defaults to 1 here: one batch size to warm)")
+    p.add_argument("--self-test-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="--self-test: how long the server may take to become ready, and the request to be answered "
+                   "(default: %(default)s; under emulation Paddle's import alone is minutes)")
     return p
 
 
@@ -109,7 +117,7 @@ def serve(args, handler=None) -> int:
         where = dataclasses.replace(where, onednn=False)
     if callable(handler) and not hasattr(handler, "predict"):   # a factory: the task's, once Paddle's threads are set
         handler = handler(directory)
-    max_batch = args.max_batch_size or 8
+    max_batch = args.max_batch_size or (1 if args.self_test else 8)
     wait = args.max_wait_ms if args.max_wait_ms is not None else (5.0 if where.device == "xpu" else 0.0)
     if wait < 0:
         raise TrainError(f"--max-wait-ms {wait:g}: must be 0 (batching off) or more")
@@ -120,4 +128,7 @@ def serve(args, handler=None) -> int:
     service.say(f"serving {directory} on {where.why}: {where.workers} predictor(s)"
                 + (f" x {where.threads} thread(s), oneDNN {'on' if where.onednn else 'off'}"
                    if where.device == "cpu" else ""))
+    if args.self_test:   # loopback and a free port: the container may have no network at all
+        from . import selftest
+        return selftest.run(service, bind("127.0.0.1", 0), args.drain_seconds, args.self_test_timeout)
     return run(service, bind(args.host, args.port), args.drain_seconds)

@@ -36,10 +36,10 @@ class TaskRoute:
     def __init__(self, inference):
         self.inference = inference
         self.names = tuple(getattr(inference, "input_names", None) or (inference.input_name,))
+        self.body = getattr(inference, "body", "image")     # what a request carries (see above)
 
     def predict(self, body: bytes, content_type: str, infer) -> dict:
-        data, options = read(body, content_type, getattr(self.inference, "body", "image"),
-                             getattr(self.inference, "options", {}))
+        data, options = read(body, content_type, self.body, getattr(self.inference, "options", {}))
         try:
             prepared = self.inference.preprocess(data, WHAT)
         except TrainError as exc:
