@@ -346,8 +346,8 @@ def test_an_immutable_tag_naming_another_image_is_refused_before_anything_is_pus
 
 # --- serving images (`publish --export`) ---------------------------------------------------------------
 # One export (MobileNetV3, 1 step at 32 px on x86_64: the cheapest of the suite; the serving layer is per
-# suite, so it is the paddleclas-serving layer test_paddleclas.py and test_aarch64.py built earlier in the
-# run) packaged for both archs and published: the smoke test is one inference through each image's server,
+# suite: the x86_64 paddleclas-serving layer is test_paddleclas.py's, the aarch64 one is built here and
+# test_aarch64.py, which runs last, finds it) packaged for both archs and published: the smoke test is one inference through each image's server,
 # network off, aarch64 under emulation. Last in the module: the base and Paddle layers are then already in
 # the registry (the training images'), and the push mounts them instead of uploading them again.
 SERVED = "mobilenetv3"
