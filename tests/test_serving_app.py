@@ -286,7 +286,6 @@ def test_sigterm_under_load_answers_every_request_received():
     assert answered.count(200) >= before and drained < 5, (drained, out)
 
 
-
 def self_test(*args: str) -> tuple[int, dict, str]:
     """`serve --self-test`'s run with the stand-in model, in a process of its own (it signals itself)."""
     result = subprocess.run([sys.executable, str(STANDIN), "--self-test", *args], capture_output=True, text=True,
@@ -318,6 +317,7 @@ def test_the_self_test_flags():
     args = cli.parser().parse_args(["--self-test"])
     assert args.self_test and args.self_test_timeout == 600 and args.max_batch_size is None   # 1 is applied in serve()
     assert "--self-test" in cli.parser().format_help()
+
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["--model", str(tmp_path / "missing")]) == 2
