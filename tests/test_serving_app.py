@@ -242,6 +242,30 @@ def test_the_task_route_calls_its_handler():
         assert status == 404 and "no task route" in json.loads(content)["error"]
 
 
+class Scores:
+    """A task route answering the model's raw scores, as classification's does."""
+
+    def predict(self, body, content_type, infer):
+        return {"scores": infer({"x": np.asarray([json.loads(body)], np.float32)})["y"][0].tolist()}
+
+
+def test_a_model_answering_nan_is_a_clear_500_and_binary_outputs_still_carry_it():
+    overflow = [3e38] * 4          # finite in float32, but x @ W overflows to Inf
+    with serving(handler=Scores()) as (address, _, _):
+        status, _, content = call(address, "POST", "/v2/models/standin/infer", infer_body(1, 3e38))
+        assert status == 500
+        assert json.loads(content)["error"].startswith("output 'y' holds NaN or Inf, which JSON cannot carry")
+        status, headers, content = call(address, "POST", "/v2/models/standin/infer",
+                                        infer_body(1, 3e38, outputs=[{"name": "y", "parameters": {"binary_data": True}}]))
+        assert status == 200
+        head = int(headers["inference-header-content-length"])
+        assert not np.isfinite(np.frombuffer(content[head:], "<f4")).all()
+        status, _, content = call(address, "POST", "/v2/models/standin/predict", json.dumps(overflow).encode())
+        assert status == 500 and "training may have diverged" in json.loads(content)["error"]
+        ok(address)
+        assert metrics(address)["kunlun_serve_requests_total{code=500,model=standin,route=predict}"] == 1
+
+
 def test_sigterm_under_load_answers_every_request_received():
     proc = subprocess.Popen([sys.executable, str(STANDIN), "--port", "0", "--delay-ms", "40", "--max-wait-ms", "5",
                              "--drain-seconds", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from . import protocol
 from .batching import Batcher, QueueFull, RunError, Stopped
-from .protocol import BadRequest, ModelSpec
+from .protocol import NOT_FINITE_HINT, BadRequest, ModelSpec, NotFinite
 
 VERSION = "1"
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -194,7 +194,7 @@ def create_app(service: Service, lifespan=None) -> Starlette:
             response = _error(str(e), 503, {"Retry-After": "1"})
         except Stopped as e:
             response = _error(str(e), 503)
-        except RunError as e:
+        except (RunError, NotFinite) as e:
             response = _error(str(e), 500)
         code = response.status_code
         service.metrics.answered(label, route, code, time.monotonic() - started)
@@ -225,7 +225,11 @@ def create_app(service: Service, lifespan=None) -> Starlette:
                 return model.batcher.submit(inputs).result()
             result = await run_in_threadpool(model.handler.predict, body,
                                              request.headers.get("content-type", ""), infer)
-            return JSONResponse(result)
+            try:
+                return JSONResponse(result)
+            except ValueError:      # JSONResponse refuses NaN and Inf (allow_nan=False)
+                raise NotFinite(f"the task's answer holds NaN or Inf, which JSON cannot carry: "
+                                f"{NOT_FINITE_HINT}") from None
         return await answer(request, "predict", work)
 
     async def live(request: Request) -> Response:

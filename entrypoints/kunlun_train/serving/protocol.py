@@ -32,6 +32,14 @@ class BadRequest(ValueError):
         self.status = status
 
 
+class NotFinite(ValueError):
+    """The model answered NaN or Inf where the response is JSON, which cannot carry them (HTTP 500:
+    the model's fault, not the client's). A model whose training diverged answers NaN."""
+
+
+NOT_FINITE_HINT = "the model's training may have diverged (check its loss) or its inputs overflowed"
+
+
 def datatype_of(dtype: np.dtype) -> str:
     """The V2 datatype of a numpy dtype (strings and bytes are BYTES)."""
     dtype = np.dtype(dtype)
@@ -248,6 +256,9 @@ def encode_response(model: str, request: InferRequest, outputs: dict[str, np.nda
             tensor["data"] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
                               for v in array.reshape(-1).tolist()]
         else:
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise NotFinite(f"output '{name}' holds NaN or Inf, which JSON cannot carry: "
+                                f"{NOT_FINITE_HINT}; ask for it in binary (parameters.binary_data) to get the values")
             tensor["data"] = array.reshape(-1).tolist()
         tensors.append(tensor)
     response = {"model_name": model, **({"model_version": version} if version else {}),
