@@ -1,7 +1,10 @@
 """Air-gapped hosts, for real: a bundle exported here is imported into an empty cache, and the base and
 framework are built from it by a process whose network namespace has only loopback (`unshare --net`,
-not a flag); a corrupt bundle is refused naming the member, with nothing put in the cache. Image
-archives: save -> untag -> load gives the same image ids; a corrupt archive is refused before `docker load`.
+not a flag), without Docker's build cache, to the same image ids as the chain built here with the
+network (so this is also the reproducibility check of those two layers: another cache, another time, no
+network; test_repro.py rebuilds the layers above them); a corrupt bundle is refused naming the member, with
+nothing put in the cache. Image archives: save -> untag -> load gives the same image ids; a corrupt archive is
+refused before `docker load`.
 
 The images are built under a namespace of their own (<namespace>offline), whose tags the test removes."""
 from __future__ import annotations
@@ -31,7 +34,7 @@ from kunlun_bundle import matrix
 from kunlun_bundle.images import build, chain
 m = matrix.load("matrix.yaml")
 [top] = chain.select(m, ["resnet50"], None, m.arch_registry.resolve("native"))
-results = build.build_layers(m, top.ancestry()[:2])
+results = build.build_layers(m, top.ancestry()[:2], no_cache=True)
 build.summarise(list(results.values()))
 """
 
@@ -58,9 +61,10 @@ def untag() -> None:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(build, tmp_path_factory):
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare(1) and root for a network namespace")
+    build("resnet50")              # the chain whose base and framework the offline build must reproduce
     directory = tmp_path_factory.mktemp("offline")
     bundle = directory / "bundle.tar"
     started = time.monotonic()
@@ -132,11 +136,19 @@ def test_the_base_and_framework_build_from_the_imported_bundle_without_network(o
         assert archive.sha256_of(ambient) == archive.sha256_of(rootfs[0])
     release = docker("run", "--rm", "--network", "none", PADDLE, "python3", "-c", "import paddle; print(paddle.__version__)")
     assert release.stdout.strip() == "3.2.2"
+    # the same bytes as the chain built here with the network (`build` above), layer for layer
+    for online, offline in ((naming.base_image(MATRIX, "bookworm", ARCH), BASE),
+                            (naming.paddle_image(MATRIX, "cpu", ARCH), PADDLE)):
+        assert image_id(offline) == image_id(online), f"{offline} is not {online}"
+
+
+def image_id(tag: str) -> str:
+    return docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
 
 
 def test_save_untag_load_gives_the_same_ids_and_a_corrupt_archive_is_refused(offline_env, tmp_path):
     env = {"KUNLUN_NAMESPACE": NAMESPACE}
-    ids = {tag: docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip() for tag in (BASE, PADDLE)}
+    ids = {tag: image_id(tag) for tag in (BASE, PADDLE)}
     saved = tmp_path / "images.tar"
     script = ("from pathlib import Path; from kunlun_bundle.containers import images_archive; "
               f"images_archive.save({[BASE, PADDLE]!r}, Path({str(saved)!r}))")
@@ -153,4 +165,4 @@ def test_save_untag_load_gives_the_same_ids_and_a_corrupt_archive_is_refused(off
     result = invoke("load", str(saved), env=env)
     print(f"load: {time.monotonic() - started:.1f} s")
     assert "2 image(s) verified and loaded" in result.stderr
-    assert {tag: docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip() for tag in ids} == ids
+    assert {tag: image_id(tag) for tag in ids} == ids
