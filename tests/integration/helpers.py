@@ -32,9 +32,25 @@ STEP = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] step (?P<step>\d+)/(?P<total>\d
 EVAL = re.compile(r"^\[(?P<model>[a-z0-9._-]+)\] eval step (?P<step>\d+) \| (?P<metrics>.+) \| (?P<count>\d+) \S+ \| \S+ s$")
 
 
-def invoke(*args, env=None, check=True):
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})})
+# No single `invoke` of the tests takes 10 minutes on a 2-core machine; one past this has hung (a deadlock
+# under emulation, say): it fails with what it printed instead of using up CI's time silently.
+INVOKE_TIMEOUT = 1500
+
+
+def invoke(*args, env=None, check=True, timeout: float = INVOKE_TIMEOUT):
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()                  # SIGTERM: `run` stops its containers, as on Ctrl-C
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"invoke {' '.join(args)} still running after {timeout:.0f} s, stopped:\n{stdout}\n{stderr}")
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if check and result.returncode != 0:
         pytest.fail(f"invoke {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result

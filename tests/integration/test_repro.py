@@ -55,13 +55,14 @@ def test_a_step_that_writes_the_date_is_named_with_its_layer_and_file(built, tmp
     m = matrix.load(copy / "matrix.yaml")
     m = m.model_copy(update={"namespace_override": f"{m.namespace}dated"})
     render.write(render.render_all(m, copy), copy)
-    top = chain.select(m, ["dqn"], None, [m.arch_registry.native()])
+    tops = chain.select(m, ["dqn"], None, [m.arch_registry.native()])
+    layers = chain.unique_layers(tops)
     try:
-        results = build_layers(m, top.ancestry(), copy)
+        results = build_layers(m, layers, copy)
         assert {r.status for r in results.values()} <= {"built", "cached"}, results
-        differences = repro.run(m, top, copy, against_built=True, start="suite")   # the base and Paddle: as built
+        differences = repro.run(m, tops, copy, against_built=True, start="suite")   # the base and Paddle: as built
     finally:
-        for layer in top.ancestry():
+        for layer in layers:
             docker("image", "rm", "--no-prune", layer.image, check=False)
     assert [d.cell for d in differences] == ["parl/cpu-x86_64"]
     report = differences[0].describe()
